@@ -1,0 +1,116 @@
+"""AlexNet: Krizhevsky, Sutskever & Hinton 2012, "ImageNet Classification with
+Deep Convolutional Neural Networks".
+
+Five convolutions (11x11/4, 5x5, then three 3x3) with overlapping 3x3/2 max
+pooling, then three fully connected layers with dropout 0.5. The two-GPU
+grouping of the paper is folded into single layers, as in every
+reimplementation. Local response normalization after conv1 and conv2 is
+optional (`lrn=True`); batch norm is the modern replacement and on by default.
+The CIFAR geometry keeps the layout at 32x32: 5x5 stride-1 first layer,
+'same' pooling down to 4x4 and 1024-unit FC layers.
+"""
+
+import keras
+
+from zoo import resolve
+from zoo.base import ZooModel, common_arguments, register_serializable, split_options
+from zoo.layers import LocalResponseNormalization
+from zoo.registry import register_model
+
+GEOMETRIES = {
+    # first kernel, first stride, first padding, pool padding, filters, hidden units, default input
+    "imagenet": dict(kernel=11, stride=4, pad=2, pool_padding="valid",
+                     filters=(96, 256, 384, 384, 256), hidden_units=4096, input_shape=(224, 224, 3)),
+    "cifar": dict(kernel=5, stride=1, pad=2, pool_padding="same",
+                  filters=(64, 192, 384, 256, 256), hidden_units=1024, input_shape=(32, 32, 3)),
+}
+POOL, POOL_STRIDE = 3, 2
+
+
+def _min_input_size(geometry):
+    g = GEOMETRIES[geometry]
+    if g["pool_padding"] == "same":
+        return POOL_STRIDE ** 3
+    size = POOL  # the last pool needs a 3x3 map; convolutions 2-5 keep the size
+    for _ in range(2):
+        size = (size - 1) * POOL_STRIDE + POOL
+    return (size - 1) * g["stride"] + g["kernel"] - 2 * g["pad"]  # 63 for ImageNet
+
+
+@register_serializable
+class AlexNet(ZooModel):
+    """AlexNet.
+
+    Args:
+        num_classes: output classes.
+        input_shape: (height, width, channels); at least 63x63 (ImageNet
+            geometry) or 8x8 (CIFAR geometry).
+        geometry: "imagenet" or "cifar".
+        lrn: local response normalization after conv1 and conv2.
+        filters: channels of the five convolutions.
+        hidden_units: width of the two hidden FC layers.
+        dropout: on the outputs of fc6 and fc7 (0.5 in the paper).
+        **options: the shared options (see `zoo.base.LayerBuilder`).
+    """
+
+    def __init__(self, num_classes=1000, input_shape=None, geometry="imagenet", lrn=False,
+                 filters=None, hidden_units=None, dropout=0.5, name="alexnet", **options):
+        resolve.check_choice("geometry", geometry, tuple(GEOMETRIES))
+        g = GEOMETRIES[geometry]
+        shape = common_arguments(
+            num_classes, input_shape or g["input_shape"], _min_input_size(geometry), name
+        )
+        filters = list(filters or g["filters"])
+        if len(filters) != 5:
+            raise resolve.bad_option("filters", filters, "five channel counts")
+        filters = [resolve.check_positive_int("filters", f) for f in filters]
+        hidden_units = resolve.check_positive_int("hidden_units", hidden_units or g["hidden_units"])
+        b, keras_kwargs = split_options({"dropout": dropout, **options})
+
+        def pool(x, name):
+            return keras.layers.MaxPooling2D(POOL, POOL_STRIDE, padding=g["pool_padding"], name=name)(x)
+
+        inputs = keras.Input(shape)
+        x = keras.layers.ZeroPadding2D(g["pad"], name="conv1_pad")(inputs)
+        x = b.conv_norm_act(x, filters[0], g["kernel"], "conv1", strides=g["stride"], padding="valid")
+        if lrn:
+            x = LocalResponseNormalization(name="conv1_lrn")(x)
+        x = pool(x, "pool1")
+        x = b.conv_norm_act(x, filters[1], 5, "conv2")
+        if lrn:
+            x = LocalResponseNormalization(name="conv2_lrn")(x)
+        x = pool(x, "pool2")
+        for i in (2, 3, 4):
+            x = b.conv_norm_act(x, filters[i], 3, f"conv{i + 1}")
+        x = pool(x, "pool5")
+        x = keras.layers.Flatten(name="flatten")(x)
+        x = b.hidden_dense(x, hidden_units, "fc6")
+        x = b.hidden_dense(x, hidden_units, "fc7")
+        outputs = b.classifier(x, num_classes)
+
+        config = {
+            "num_classes": num_classes, "input_shape": list(shape), "geometry": geometry,
+            "lrn": lrn, "filters": filters, "hidden_units": hidden_units, **b.config(),
+        }
+        self._finish(inputs, outputs, name, config, keras_kwargs)
+
+
+@register_model
+def alexnet(**kwargs):
+    """AlexNet, ImageNet geometry (224x224)."""
+    return AlexNet(**{"name": "alexnet", **kwargs})
+
+
+@register_model
+def alexnet_cifar(**kwargs):
+    """AlexNet scaled for 32x32 images."""
+    return AlexNet(**{"name": "alexnet_cifar", "geometry": "cifar", **kwargs})
+
+
+@register_model
+def test_alexnet(**kwargs):
+    """A tiny AlexNet-shaped network for fast tests."""
+    return AlexNet(**{
+        "name": "test_alexnet", "geometry": "cifar", "filters": (4, 8, 8, 8, 8),
+        "hidden_units": 16, "input_shape": (16, 16, 1), "num_classes": 10, **kwargs,
+    })

@@ -1,0 +1,165 @@
+"""What every zoo model shares: the layer builder and the functional base class.
+
+A family resolves its options once into a `LayerBuilder`, builds its graph
+from `keras.Input` with the builder's methods (every layer gets a stable,
+explicit name), and hands inputs and outputs to `ZooModel`, which stores the
+plain JSON-able config that `get_config`/`from_config` round-trip.
+"""
+
+import keras
+
+from zoo import resolve
+from zoo.layers import PACKAGE, Maxout
+
+# Ioffe & Szegedy 2015; momentum 0.9 (PyTorch's 0.1) rather than Keras' 0.99 so
+# the moving statistics follow short training runs.
+BN_MOMENTUM = 0.9
+BN_EPSILON = 1e-5
+PRELU_INIT = 0.25  # He et al. 2015
+
+
+class LayerBuilder:
+    """Makes the layers of one model from its shared options.
+
+    Args:
+        activation: relu, leaky_relu, prelu, elu, selu, gelu, tanh, sigmoid,
+            maxout, or any Keras activation name.
+        kernel_initializer: glorot_uniform/normal (xavier), he_uniform/normal,
+            lecun_uniform/normal, small_normal (std 0.01), or a Keras name.
+        batch_norm: BatchNormalization after every convolution (conv bias off).
+        kernel_regularizer: None, "l1", "l2", "l1_l2", "l2:5e-4" or
+            {"l1": a, "l2": b}, applied to every kernel.
+        dropout: rate on the output of each hidden fully connected layer (or
+            before the classifier where the head has none), in [0, 1).
+        leaky_relu_slope: negative slope for leaky_relu.
+        maxout_pieces: linear pieces k for maxout (>= 2).
+        classifier_activation: "softmax" (probabilities) or "linear"/None (logits).
+    """
+
+    OPTIONS = (
+        "activation", "kernel_initializer", "batch_norm", "kernel_regularizer", "dropout",
+        "leaky_relu_slope", "maxout_pieces", "classifier_activation",
+    )
+
+    def __init__(self, activation="relu", kernel_initializer="he_normal", batch_norm=True,
+                 kernel_regularizer=None, dropout=0.0, leaky_relu_slope=0.01, maxout_pieces=2,
+                 classifier_activation="softmax"):
+        self.activation = resolve.canonical_activation(activation)
+        self.kernel_initializer = resolve.canonical_initializer(kernel_initializer)
+        if not isinstance(batch_norm, bool):
+            raise resolve.bad_option("batch_norm", batch_norm, "True or False")
+        self.batch_norm = batch_norm
+        self.kernel_regularizer = resolve.canonical_regularizer(kernel_regularizer)
+        self.dropout = resolve.check_rate("dropout", dropout)
+        if isinstance(leaky_relu_slope, bool) or not isinstance(leaky_relu_slope, (int, float)) \
+                or leaky_relu_slope < 0:
+            raise resolve.bad_option("leaky_relu_slope", leaky_relu_slope, "a number >= 0")
+        self.leaky_relu_slope = float(leaky_relu_slope)
+        self.maxout_pieces = resolve.check_positive_int("maxout_pieces", maxout_pieces, minimum=2)
+        resolve.check_choice(
+            "classifier_activation", classifier_activation, ("softmax", "linear", None)
+        )
+        self.classifier_activation = "softmax" if classifier_activation == "softmax" else None
+
+    def config(self):
+        return {name: getattr(self, name) for name in self.OPTIONS}
+
+    def _kernel_args(self, zero_init=False):
+        return {
+            "kernel_initializer": "zeros" if zero_init else resolve.make_initializer(
+                self.kernel_initializer
+            ),
+            "kernel_regularizer": resolve.make_regularizer(self.kernel_regularizer),
+        }
+
+    def conv(self, x, filters, kernel_size, name, strides=1, padding="same", zero_init=False):
+        """A convolution; no bias when batch norm follows it."""
+        return keras.layers.Conv2D(
+            filters, kernel_size, strides=strides, padding=padding,
+            use_bias=not self.batch_norm, name=name, **self._kernel_args(zero_init),
+        )(x)
+
+    def norm(self, x, name, zero_init=False):
+        """BatchNorm when enabled; `zero_init` starts its gamma at 0 (Goyal et al. 2017)."""
+        if not self.batch_norm:
+            return x
+        return keras.layers.BatchNormalization(
+            momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name,
+            gamma_initializer="zeros" if zero_init else "ones",
+        )(x)
+
+    def act(self, x, name):
+        if self.activation == "leaky_relu":
+            layer = keras.layers.LeakyReLU(negative_slope=self.leaky_relu_slope, name=name)
+        elif self.activation == "prelu":
+            shared = [1, 2] if len(x.shape) == 4 else None  # one slope per channel
+            layer = keras.layers.PReLU(
+                alpha_initializer=keras.initializers.Constant(PRELU_INIT),
+                shared_axes=shared, name=name,
+            )
+        elif self.activation == "maxout":
+            layer = Maxout(pieces=self.maxout_pieces, name=name, **self._kernel_args())
+        else:
+            layer = keras.layers.Activation(self.activation, name=name)
+        return layer(x)
+
+    def conv_norm_act(self, x, filters, kernel_size, name, strides=1, padding="same"):
+        """conv -> batch norm -> activation, named `name`, `name_bn`, `name_act`."""
+        x = self.conv(x, filters, kernel_size, name, strides=strides, padding=padding)
+        x = self.norm(x, f"{name}_bn")
+        return self.act(x, f"{name}_act")
+
+    def dense(self, x, units, name):
+        return keras.layers.Dense(units, name=name, **self._kernel_args())(x)
+
+    def dropout_layer(self, x, name, rate=None):
+        rate = self.dropout if rate is None else rate
+        return keras.layers.Dropout(rate, name=name)(x) if rate > 0 else x
+
+    def hidden_dense(self, x, units, name):
+        """dense -> activation -> dropout, a hidden fully connected layer of a head."""
+        x = self.dense(x, units, name)
+        x = self.act(x, f"{name}_act")
+        return self.dropout_layer(x, f"{name}_dropout")
+
+    def classifier(self, x, num_classes, name="predictions"):
+        return keras.layers.Dense(
+            num_classes, activation=self.classifier_activation, name=name, **self._kernel_args()
+        )(x)
+
+
+def split_options(options):
+    """Separates the shared options from Keras' own constructor kwargs."""
+    keras_kwargs = {k: options.pop(k) for k in ("trainable", "dtype") if k in options}
+    unknown = set(options) - set(LayerBuilder.OPTIONS)
+    if unknown:
+        raise TypeError(
+            f"unknown model option(s) {sorted(unknown)}; accepted: "
+            + ", ".join(LayerBuilder.OPTIONS) + " and the family's own arguments"
+        )
+    return LayerBuilder(**options), keras_kwargs
+
+
+class ZooModel(keras.Model):
+    """Functional base: a family builds its graph, then calls `_finish`."""
+
+    def _finish(self, inputs, outputs, name, config, keras_kwargs):
+        super().__init__(inputs=inputs, outputs=outputs, name=name, **keras_kwargs)
+        self._zoo_config = dict(config)
+
+    def get_config(self):
+        return {"name": self.name, "trainable": self.trainable, **self._zoo_config}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def register_serializable(cls):
+    return keras.saving.register_keras_serializable(package=PACKAGE)(cls)
+
+
+def common_arguments(num_classes, input_shape, min_input_size, model_name):
+    """Validates the two arguments every family takes; returns the input shape tuple."""
+    resolve.check_positive_int("num_classes", num_classes)
+    return resolve.check_input_shape(input_shape, min_input_size, model_name)
