@@ -1,0 +1,63 @@
+"""Every family builds, trains a step and round-trips under KERAS_BACKEND=jax.
+
+The backend is fixed per process, so the check runs in a subprocess.
+"""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+FAMILIES = ["lenet5", "test_alexnet", "test_vgg", "test_googlenet", "test_resnet",
+            "test_resnet_bottleneck"]
+
+SCRIPT = textwrap.dedent("""
+    import json, sys, tempfile
+    import keras, numpy as np
+    import zoo
+    assert keras.backend.backend() == "jax", keras.backend.backend()
+    results = {}
+    for name in sys.argv[1:]:
+        keras.utils.set_random_seed(0)
+        model = zoo.create_model(name, num_classes=10, activation="prelu", stochastic_depth=0.1) \\
+            if name.startswith("test_resnet") else zoo.create_model(name, num_classes=10)
+        x = np.random.default_rng(0).normal(size=(4,) + model.input_shape[1:]).astype("float32")
+        y = keras.utils.to_categorical(np.arange(4) % 10, 10)
+        model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+        before = [np.array(v) for v in model.trainable_variables]
+        history = model.fit(x, y, batch_size=4, epochs=1, verbose=0)
+        changed = all(not np.array_equal(b, np.array(v))
+                      for b, v in zip(before, model.trainable_variables))
+        probs = np.asarray(model.predict(x, verbose=0))
+        path = tempfile.mkdtemp() + "/m.keras"
+        model.save(path)
+        loaded = np.asarray(keras.saving.load_model(path).predict(x, verbose=0))
+        results[name] = {
+            "loss": float(history.history["loss"][0]), "shape": list(probs.shape),
+            "all_changed": changed, "reload_diff": float(np.abs(loaded - probs).max()),
+        }
+    print("RESULTS " + json.dumps(results))
+""")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None,
+                    reason="jax is not installed (pip install -e '.[test]' installs it)")
+def test_every_family_under_jax():
+    env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3",
+           "JAX_PLATFORMS": "cpu"}
+    result = subprocess.run([sys.executable, "-c", SCRIPT, *FAMILIES], capture_output=True,
+                            text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = next(l for l in result.stdout.splitlines() if l.startswith("RESULTS "))
+    results = json.loads(line[len("RESULTS "):])
+    for name in FAMILIES:
+        r = results[name]
+        assert r["shape"] == [4, 10], name
+        assert r["loss"] == r["loss"] and r["loss"] > 0, name  # finite, not NaN
+        assert r["all_changed"], f"{name}: a trainable variable did not change under jax"
+        assert r["reload_diff"] < 1e-5, name

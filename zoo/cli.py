@@ -1,0 +1,171 @@
+"""Command line of the training scripts: one parser, one recipe per family.
+
+Each `scripts/train_<family>.py` calls `main(recipe=...)`; the recipe fills in
+the flag defaults with the family's paper settings, and every flag still
+overrides them. Bad flags stop at argument parsing with a message naming the
+flag, the value and what is accepted.
+"""
+
+import argparse
+import dataclasses
+import json
+import sys
+
+from zoo.training import JIT_CHOICES, OPTIMIZERS, SCHEDULES, TrainConfig, train
+
+# Paper recipes. A paper's "weight decay" lambda on an SGD loss is --l2 lambda/2
+# here (the penalty l2 * sum w^2 has gradient 2 * l2 * w).
+RECIPES = {
+    # LeCun et al. 1998 trained 20 epochs on 32x32 padded digits; SGD with
+    # momentum and cosine decay replace their stochastic diagonal Levenberg-Marquardt.
+    "lenet": dict(model="lenet5", dataset="mnist", image_size=32, epochs=20, batch_size=128,
+                  optimizer="momentum", lr=0.05, schedule="cosine", l2=5e-5),
+    # Krizhevsky et al. 2012: SGD momentum 0.9, batch 128, lr 0.01 divided by 10
+    # twice, weight decay 5e-4, dropout 0.5, ~90 epochs.
+    "alexnet": dict(model="alexnet_cifar", dataset="cifar10", epochs=90, batch_size=128,
+                    optimizer="momentum", lr=0.01, schedule="step", lr_milestones=(30, 60),
+                    l2=2.5e-4),
+    # Simonyan & Zisserman 2014: SGD momentum 0.9, batch 256, lr 0.01 divided by
+    # 10 three times, weight decay 5e-4, dropout 0.5, 74 epochs.
+    "vgg": dict(model="vgg16_cifar", dataset="cifar10", epochs=74, batch_size=256,
+                optimizer="momentum", lr=0.01, schedule="step", lr_milestones=(30, 50, 65),
+                l2=2.5e-4),
+    # Szegedy et al. 2014: SGD momentum 0.9, lr decreased by 4% every 8 epochs.
+    "googlenet": dict(model="googlenet_cifar", dataset="cifar10", epochs=100, batch_size=128,
+                      optimizer="momentum", lr=0.01, schedule="exponential", lr_gamma=0.96,
+                      lr_decay_epochs=8, l2=1e-4),
+    # He et al. 2015, section 4.2: SGD momentum 0.9, batch 128, lr 0.1 divided by
+    # 10 at 32k and 48k iterations (epochs 82 and 123), 64k iterations, wd 1e-4.
+    "resnet": dict(model="resnet20", dataset="cifar10", epochs=164, batch_size=128,
+                   optimizer="momentum", lr=0.1, schedule="step", lr_milestones=(82, 123),
+                   l2=5e-5),
+}
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not accepted; expected an integer >= 1")
+    return value
+
+
+def _number(text):
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not accepted; expected a number") from None
+
+
+def _milestones(text):
+    try:
+        return tuple(float(m) for m in text.split(",") if m.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not accepted; expected comma-separated epochs such as 30,60"
+        ) from None
+
+
+def _model_option(text):
+    key, sep, raw = text.partition("=")
+    if not sep or not key.isidentifier():
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not accepted; expected KEY=VALUE such as zero_init_residual=true"
+        )
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw  # a bare string such as pooling=avg
+    return key, value
+
+
+def build_parser(recipe=None, prog=None, description=None):
+    defaults = {**dataclasses.asdict(TrainConfig()), **(recipe or {})}
+    p = argparse.ArgumentParser(prog=prog, description=description,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    d = defaults
+    add = p.add_argument
+    add("--model", default=d["model"], help="a registered name (zoo.list_models())")
+    add("--dataset", default=d["dataset"],
+        help="mnist, mnist_sample, fashion_mnist, cifar10, cifar100, synthetic or folder")
+    add("--data-dir", default=d["data_dir"],
+        help="directory with the dataset's files (else $ZOO_DATA_DIR, else keras.datasets)")
+    add("--epochs", type=_positive_int, default=d["epochs"])
+    add("--batch-size", type=_positive_int, default=d["batch_size"])
+    add("--optimizer", choices=OPTIMIZERS, default=d["optimizer"])
+    add("--lr", type=_number, default=d["lr"], help="peak learning rate")
+    add("--momentum", type=_number, default=d["momentum"])
+    add("--schedule", choices=SCHEDULES, default=d["schedule"], help="learning-rate schedule")
+    add("--warmup-epochs", type=_number, default=d["warmup_epochs"],
+        help="linear warmup from 0 to --lr over this many epochs")
+    add("--lr-milestones", type=_milestones, default=d["lr_milestones"],
+        help="step: epochs at which lr is multiplied by --lr-gamma, e.g. 30,60")
+    add("--lr-gamma", type=_number, default=d["lr_gamma"], help="step/exponential factor")
+    add("--lr-decay-epochs", type=_number, default=d["lr_decay_epochs"],
+        help="exponential: epochs per --lr-gamma factor")
+    add("--restart-epochs", type=_number, default=d["restart_epochs"],
+        help="cosine_restarts: length of the first cycle in epochs")
+    add("--weight-decay", type=_number, default=d["weight_decay"],
+        help="decoupled weight decay applied by the optimizer (biases and BN excluded)")
+    add("--label-smoothing", type=_number, default=d["label_smoothing"])
+    add("--activation", default=d["activation"], help="model default if not given")
+    add("--init", default=d["init"], help="kernel initializer; model default if not given")
+    add("--no-bn", dest="batch_norm", action="store_const", const=False, default=d["batch_norm"],
+        help="turn batch normalization off")
+    add("--l1", type=_number, default=d["l1"], help="L1 kernel penalty strength")
+    add("--l2", type=_number, default=d["l2"], help="L2 kernel penalty strength")
+    add("--dropout", type=_number, default=d["dropout"], help="model default if not given")
+    add("--option", dest="model_options", type=_model_option, action="append", default=None,
+        metavar="KEY=VALUE", help="any other model argument, e.g. stochastic_depth=0.1")
+    add("--image-size", type=_positive_int, default=d["image_size"],
+        help="zero-pad images to this side (MNIST 28 -> 32 for LeNet-5)")
+    add("--val-split", type=_number, default=d["val_split"],
+        help="fraction of the training split held out for validation")
+    add("--limit-train", type=_positive_int, default=d["limit_train"],
+        help="train on a seeded random subset of N images")
+    add("--limit-test", type=_positive_int, default=d["limit_test"])
+    add("--seed", type=int, default=d["seed"])
+    add("--early-stopping", type=_positive_int, default=d["early_stopping"],
+        metavar="PATIENCE", help="stop after PATIENCE epochs without improvement")
+    add("--tensorboard", action="store_true", default=d["tensorboard"])
+    add("--jit-compile", choices=JIT_CHOICES, default=d["jit_compile"],
+        help="XLA compilation of the train step")
+    add("--verbose", type=int, choices=(0, 1, 2), default=d["verbose"],
+        help="0 silent, 1 progress bar, 2 one line per epoch")
+    add("--out", default=None, help="output directory (default runs/MODEL_DATASET)")
+    add("--overwrite", action="store_true", help="replace a finished run in --out")
+    return p
+
+
+def parse_config(argv=None, recipe=None, prog=None, description=None):
+    """Parses flags into a validated TrainConfig; bad values exit via parser.error."""
+    parser = build_parser(recipe, prog, description)
+    args = vars(parser.parse_args(argv))
+    args["model_options"] = dict(args["model_options"] or {})
+    args["out"] = args["out"] or f"runs/{args['model']}_{args['dataset']}"
+    config = TrainConfig(**args)
+    try:
+        config.validate()
+    except ValueError as err:
+        parser.error(str(err))
+    return config
+
+
+def main(argv=None, recipe=None, description=None):
+    config = parse_config(argv, recipe, description=description)
+    try:
+        metrics = train(config)
+    except (ValueError, TypeError, FileExistsError, FileNotFoundError) as err:
+        # Bad model options, missing data files, a finished run in --out: the
+        # message names the option and what is accepted, a traceback adds nothing.
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    print(
+        f"{config.model} on {config.dataset}: test accuracy {metrics['test_accuracy']:.4f} "
+        f"(error {100 * metrics['test_error']:.2f}%), {metrics['wall_time_s']:.1f} s, "
+        f"{metrics['train_images_per_sec'] or 0:.0f} train images/s -> {config.out}",
+        file=sys.stderr,
+    )
+    return metrics
