@@ -11,3 +11,13 @@ from augment.datasets import (
     read_idx,
     write_idx,
 )
+from augment.layers import PCALighting, RandomPadCrop, Standardize, pca_lighting_stats
+from augment.pipelines import (
+    PRESETS,
+    AugmentedModel,
+    AugmentSpec,
+    build_augmenter,
+    make_dataset,
+    resolve_spec,
+)
+from augment.tta import TTAModel, evaluate_tta, make_views

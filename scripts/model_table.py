@@ -14,7 +14,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pattern", default=None, help="shell-style filter on model names")
     args = parser.parse_args()
-    print("| model | input | classes | parameters | GFLOPs (multiply-adds) |")
+    print("| model | input | classes | parameters | MFLOPs (multiply-adds) |")
     print("| --- | --- | --- | ---: | ---: |")
     for name in zoo.list_models(args.pattern):
         if name.startswith("test_"):
@@ -23,7 +23,7 @@ def main():
         config = model.get_config()
         h, w, c = config["input_shape"]
         print(f"| `{name}` | {h}x{w}x{c} | {config['num_classes']} | "
-              f"{model.count_params() / 1e6:.2f} M | {count_macs(model) / 1e9:.3f} |")
+              f"{model.count_params() / 1e6:.2f} M | {count_macs(model) / 1e6:,.1f} |")
 
 
 if __name__ == "__main__":

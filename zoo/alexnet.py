@@ -104,7 +104,7 @@ def alexnet(**kwargs):
 @register_model
 def alexnet_cifar(**kwargs):
     """AlexNet scaled for 32x32 images."""
-    return AlexNet(**{"name": "alexnet_cifar", "geometry": "cifar", **kwargs})
+    return AlexNet(**{"name": "alexnet_cifar", "geometry": "cifar", "num_classes": 10, **kwargs})
 
 
 @register_model

@@ -11,6 +11,10 @@ import dataclasses
 import json
 import sys
 
+from augment.pipelines import DEVICES as AUGMENT_DEVICES
+from augment.pipelines import OPTION_NAMES as AUGMENT_OPTIONS
+from augment.pipelines import PRESET_NAMES as AUGMENT_PRESETS
+from augment.tta import VIEWS as TTA_VIEWS
 from zoo.training import JIT_CHOICES, OPTIMIZERS, SCHEDULES, TrainConfig, train
 
 # Paper recipes. A paper's "weight decay" lambda on an SGD loss is --l2 lambda/2
@@ -24,21 +28,21 @@ RECIPES = {
     # twice, weight decay 5e-4, dropout 0.5, ~90 epochs.
     "alexnet": dict(model="alexnet_cifar", dataset="cifar10", epochs=90, batch_size=128,
                     optimizer="momentum", lr=0.01, schedule="step", lr_milestones=(30, 60),
-                    l2=2.5e-4),
+                    l2=2.5e-4, augment="alexnet"),
     # Simonyan & Zisserman 2014: SGD momentum 0.9, batch 256, lr 0.01 divided by
     # 10 three times, weight decay 5e-4, dropout 0.5, 74 epochs.
     "vgg": dict(model="vgg16_cifar", dataset="cifar10", epochs=74, batch_size=256,
                 optimizer="momentum", lr=0.01, schedule="step", lr_milestones=(30, 50, 65),
-                l2=2.5e-4),
+                l2=2.5e-4, augment="standard"),
     # Szegedy et al. 2014: SGD momentum 0.9, lr decreased by 4% every 8 epochs.
     "googlenet": dict(model="googlenet_cifar", dataset="cifar10", epochs=100, batch_size=128,
                       optimizer="momentum", lr=0.01, schedule="exponential", lr_gamma=0.96,
-                      lr_decay_epochs=8, l2=1e-4),
+                      lr_decay_epochs=8, l2=1e-4, augment="standard"),
     # He et al. 2015, section 4.2: SGD momentum 0.9, batch 128, lr 0.1 divided by
     # 10 at 32k and 48k iterations (epochs 82 and 123), 64k iterations, wd 1e-4.
     "resnet": dict(model="resnet20", dataset="cifar10", epochs=164, batch_size=128,
                    optimizer="momentum", lr=0.1, schedule="step", lr_milestones=(82, 123),
-                   l2=5e-5),
+                   l2=5e-5, augment="standard"),
 }
 
 
@@ -57,6 +61,17 @@ def _number(text):
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not accepted; expected a number") from None
+
+
+def _lr(text):
+    if text.strip().lower() == "find":
+        return "find"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not accepted; expected a number or 'find' (LR range test)"
+        ) from None
 
 
 def _milestones(text):
@@ -95,7 +110,8 @@ def build_parser(recipe=None, prog=None, description=None):
     add("--epochs", type=_positive_int, default=d["epochs"])
     add("--batch-size", type=_positive_int, default=d["batch_size"])
     add("--optimizer", choices=OPTIMIZERS, default=d["optimizer"])
-    add("--lr", type=_number, default=d["lr"], help="peak learning rate")
+    add("--lr", type=_lr, default=d["lr"],
+        help="peak learning rate, or 'find': run the LR range test first and use its suggestion")
     add("--momentum", type=_number, default=d["momentum"])
     add("--schedule", choices=SCHEDULES, default=d["schedule"], help="learning-rate schedule")
     add("--warmup-epochs", type=_number, default=d["warmup_epochs"],
@@ -121,6 +137,26 @@ def build_parser(recipe=None, prog=None, description=None):
         metavar="KEY=VALUE", help="any other model argument, e.g. stochastic_depth=0.1")
     add("--image-size", type=_positive_int, default=d["image_size"],
         help="zero-pad images to this side (MNIST 28 -> 32 for LeNet-5)")
+    add("--augment", choices=AUGMENT_PRESETS, default=d["augment"],
+        help="augmentation preset (augment/pipelines.py); the flags below override its pieces")
+    add("--augment-device", choices=AUGMENT_DEVICES, default=d["augment_device"],
+        help="host: tf.data pipeline on the CPU; device: inside the training step")
+    add("--flip", dest="flip", action="store_const", const=True, default=None,
+        help="random horizontal flip (default: the preset's; off for digits)")
+    add("--no-flip", dest="flip", action="store_const", const=False)
+    add("--crop-padding", type=int, default=None, metavar="PIXELS",
+        help="pad PIXELS per side, then random crop at the original size (0: off)")
+    add("--pca-lighting", type=_number, default=None, metavar="STD",
+        help="AlexNet PCA colour noise, alpha ~ N(0, STD) (0.1 in the paper; 0: off)")
+    add("--erasing", type=_number, default=None, metavar="P",
+        help="random erasing / cutout probability per image (0: off)")
+    add("--randaugment", type=int, default=None, metavar="N",
+        help="RandAugment with N operations (RGB only; 0: off)")
+    add("--mixup", type=_number, default=None, metavar="ALPHA", help="mixup alpha (0: off)")
+    add("--cutmix", type=_number, default=None, metavar="ALPHA",
+        help="CutMix alpha in (0, 1] (0: off)")
+    add("--tta", choices=TTA_VIEWS, default=d["tta"],
+        help="also evaluate on test over these views, averaging softmax outputs")
     add("--val-split", type=_number, default=d["val_split"],
         help="fraction of the training split held out for validation")
     add("--limit-train", type=_positive_int, default=d["limit_train"],
@@ -130,8 +166,12 @@ def build_parser(recipe=None, prog=None, description=None):
     add("--early-stopping", type=_positive_int, default=d["early_stopping"],
         metavar="PATIENCE", help="stop after PATIENCE epochs without improvement")
     add("--tensorboard", action="store_true", default=d["tensorboard"])
+    add("--check", action="store_true", default=d["check"],
+        help="run the sanity checks (initial loss, overfit a tiny subset) first; stop on failure")
+    add("--monitor", action="store_true", default=d["monitor"],
+        help="log update/weight ratios, dead ReLUs, activation stats and gradient norms")
     add("--jit-compile", choices=JIT_CHOICES, default=d["jit_compile"],
-        help="XLA compilation of the train step")
+        help="XLA compilation of the train step; auto is off on a CPU (faster there)")
     add("--verbose", type=int, choices=(0, 1, 2), default=d["verbose"],
         help="0 silent, 1 progress bar, 2 one line per epoch")
     add("--out", default=None, help="output directory (default runs/MODEL_DATASET)")
@@ -144,6 +184,8 @@ def parse_config(argv=None, recipe=None, prog=None, description=None):
     parser = build_parser(recipe, prog, description)
     args = vars(parser.parse_args(argv))
     args["model_options"] = dict(args["model_options"] or {})
+    pieces = {name: args.pop(name) for name in AUGMENT_OPTIONS}
+    args["augment_options"] = {k: v for k, v in pieces.items() if v is not None}
     args["out"] = args["out"] or f"runs/{args['model']}_{args['dataset']}"
     config = TrainConfig(**args)
     try:

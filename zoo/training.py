@@ -29,8 +29,10 @@ import keras
 import numpy as np
 
 import zoo
-from augment import datasets
-from zoo import resolve
+from augment import datasets, pipelines
+from augment import layers as augment_layers
+from augment import tta as augment_tta
+from zoo import monitors, resolve
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
 SCHEDULES = ("constant", "step", "exponential", "cosine", "cosine_restarts")
@@ -50,7 +52,7 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 128
     optimizer: str = "momentum"
-    lr: float = 0.01                       # peak learning rate
+    lr: float | str = 0.01                 # peak learning rate, or "find" (LR range test)
     momentum: float = 0.9                  # for momentum / nesterov / rmsprop
     schedule: str = "constant"
     warmup_epochs: float = 0.0             # linear warmup from 0 to lr, in epochs
@@ -68,13 +70,19 @@ class TrainConfig:
     dropout: float | None = None
     model_options: dict = dataclasses.field(default_factory=dict)
     image_size: int | None = None          # zero-pad images to this side (e.g. MNIST 28 -> 32)
+    augment: str = "none"                  # preset, augment.pipelines.PRESET_NAMES
+    augment_options: dict = dataclasses.field(default_factory=dict)  # AugmentSpec overrides
+    augment_device: str = "host"           # host: tf.data pipeline; device: in the train step
+    tta: str | None = None                 # test-time views (augment.tta.VIEWS) for a 2nd test
     val_split: float = 0.1                 # fraction of the training split held out
     limit_train: int | None = None
     limit_test: int | None = None
     seed: int = 0
     early_stopping: int | None = None      # patience in epochs
     tensorboard: bool = False
-    jit_compile: str = "off"
+    check: bool = False                    # sanity checks before training (zoo.babysit)
+    monitor: bool = False                  # training monitors in the logs (zoo.monitors)
+    jit_compile: str = "auto"             # auto: off on CPU, Keras' choice on accelerators
     verbose: int = 2
     overwrite: bool = False
 
@@ -85,12 +93,22 @@ class TrainConfig:
         resolve.check_choice("jit_compile", self.jit_compile, JIT_CHOICES)
         resolve.check_choice("model", self.model, tuple(zoo.list_models()))
         resolve.check_choice("dataset", self.dataset, tuple(datasets.list_datasets()))
+        spec = pipelines.resolve_spec(self.augment, self.augment_options)
+        resolve.check_choice("augment_device", self.augment_device, pipelines.DEVICES)
+        if self.tta is not None:
+            augment_tta.check_views(self.tta)
+        if (spec != pipelines.PRESETS["none"] and self.augment_device == "host"
+                and keras.backend.backend() != "tensorflow"):
+            raise resolve.bad_option("augment_device", "host", (
+                f"'device' under KERAS_BACKEND={keras.backend.backend()} (the tf.data "
+                "pipeline runs the augmentation with the TensorFlow backend)"))
         for name in ("epochs", "batch_size", "seed"):
             resolve.check_positive_int(name, getattr(self, name), minimum=0 if name == "seed" else 1)
         for name in ("limit_train", "limit_test", "image_size", "early_stopping"):
             if getattr(self, name) is not None:
                 resolve.check_positive_int(name, getattr(self, name))
-        _check_number("lr", self.lr, low=0.0, low_open=True)
+        if self.lr != "find":
+            _check_number("lr", self.lr, low=0.0, low_open=True)
         for name in ("weight_decay", "l1", "l2", "warmup_epochs"):
             _check_number(name, getattr(self, name), low=0.0)
         _check_number("lr_decay_epochs", self.lr_decay_epochs, low=0.0, low_open=True)
@@ -236,6 +254,7 @@ def prepare_data(config):
         return None if x is None else datasets.normalize(x, mean, std)
 
     return {
+        "x_train_raw": x_train, "x_val_raw": x_val,  # uint8, for the augmentation pipelines
         "x_train": norm(x_train), "y_train": onehot(y_train),
         "x_val": norm(x_val), "y_val": onehot(y_val),
         "x_test": norm(x_test), "y_test": onehot(y_test),
@@ -255,12 +274,52 @@ def build_model(config, num_classes, input_shape):
     )
 
 
+def fit_inputs(config, model, data, steps_per_epoch):
+    """The model to fit and its data: the normalized arrays without augmentation,
+    a tf.data pipeline (`augment_device='host'`), or the model wrapped in an
+    `augment.pipelines.AugmentedModel` fed uint8 batches (`'device'`).
+
+    Returns (fit_model, keyword arguments for fit_model.fit).
+    """
+    has_val = data["x_val"] is not None
+    spec = pipelines.resolve_spec(config.augment, config.augment_options)
+    plain = dict(x=data["x_train"], y=data["y_train"], batch_size=config.batch_size,
+                 validation_data=(data["x_val"], data["y_val"]) if has_val else None)
+    if spec == pipelines.PRESETS["none"]:
+        return model, plain
+    pca_stats = augment_layers.pca_lighting_stats(data["x_train_raw"], seed=config.seed) \
+        if spec.pca_lighting else None
+    augmenter = pipelines.build_augmenter(
+        spec, mean=data["mean"], std=data["std"], image_shape=data["input_shape"],
+        dataset=config.dataset, pca_stats=pca_stats, seed=config.seed)
+    if config.augment_device == "host":
+        train_ds = pipelines.make_dataset(data["x_train_raw"], data["y_train"], augmenter,
+                                          batch_size=config.batch_size, seed=config.seed)
+        return model, {**plain, "x": train_ds, "y": None, "batch_size": None, "shuffle": False}
+    wrapper = pipelines.AugmentedModel(model, augmenter, name=f"{model.name}_augmented")
+    compile_model(wrapper, config, steps_per_epoch)
+    wrapper(data["x_train_raw"][:1])  # built before fit, as BackupAndRestore requires
+    x = data["x_train_raw"]
+    x = {"images": x, "labels": data["y_train"]} if spec.mixes_labels else x
+    return wrapper, {**plain, "x": x,
+                     "validation_data": (data["x_val_raw"], data["y_val"]) if has_val else None}
+
+
+def resolve_jit(choice):
+    """`auto` is off on a CPU-only machine, where XLA made training slower in
+    `scripts/bench_models.py` (see the README), and Keras' own choice elsewhere."""
+    if choice == "auto":
+        on_cpu_only = all(d.startswith("cpu") for d in keras.distribution.list_devices())
+        return False if on_cpu_only else "auto"
+    return choice == "on"
+
+
 def compile_model(model, config, steps_per_epoch):
     model.compile(
         optimizer=make_optimizer(config, steps_per_epoch),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
         metrics=["accuracy"],
-        jit_compile={"auto": "auto", "on": True, "off": False}[config.jit_compile],
+        jit_compile=resolve_jit(config.jit_compile),
     )
 
 
@@ -291,7 +350,9 @@ def read_history(csv_path):
     """The per-epoch log as {column: [values]}, across resumed runs."""
     with open(csv_path, newline="") as f:
         rows = list(csv.DictReader(f))
-    return {key: [float(r[key]) for r in rows if r.get(key) not in (None, "")] for key in rows[0]} \
+    # CSVLogger writes "NA" for the val_ columns of a run without validation data.
+    return {key: [float(r[key]) for r in rows if r.get(key) not in (None, "", "NA")]
+            for key in rows[0]} \
         if rows else {}
 
 
@@ -319,6 +380,30 @@ def plot_curves(history, path):
     os.replace(tmp, path)
 
 
+def _babysit(config, data, model, out, resuming):
+    """`--lr find`: runs the LR range test (or reuses a resumed run's result);
+    `--check`: runs the sanity checks at that learning rate and stops on a
+    failure. Returns the config with a numeric lr and the finder's summary
+    (None without `--lr find`)."""
+    from zoo import babysit
+
+    summary = None
+    if config.lr == "find":
+        previous = out / "config.json"
+        if resuming and previous.exists() and "lr_finder" in json.loads(previous.read_text()):
+            summary = json.loads(previous.read_text())["lr_finder"]
+        else:
+            summary = babysit.find_lr(model, data["x_train"], data["y_train"], config,
+                                      plot_path=out / "lr_finder.png").summary()
+            summary["plot"] = "lr_finder.png"
+        print(f"lr finder: suggested lr {summary['suggested_lr']:.3g} "
+              f"(lowest smoothed loss at {summary['min_loss_lr']:.3g})")
+        config = dataclasses.replace(config, lr=summary["suggested_lr"])
+    if config.check:
+        babysit.raise_on_failure(babysit.run_checks(config, data))
+    return config, summary
+
+
 def train(config):
     """Runs one training job described by `config` and writes its artifacts.
 
@@ -341,7 +426,9 @@ def train(config):
     model = build_model(config, data["num_classes"], data["input_shape"])
     num_train = len(data["x_train"])
     steps_per_epoch = math.ceil(num_train / config.batch_size)
+    config, lr_finder = _babysit(config, data, model, out, resuming)
     compile_model(model, config, steps_per_epoch)
+    fit_model, fit_data = fit_inputs(config, model, data, steps_per_epoch)
     has_val = data["x_val"] is not None
     monitor = "val_loss" if has_val else "loss"
 
@@ -352,12 +439,14 @@ def train(config):
         "data_source": data["source"], "num_train": num_train,
         "num_val": len(data["x_val"]) if has_val else 0, "model_config": model.get_config(),
         "backend": keras.backend.backend(), "keras_version": keras.__version__,
+        **({"lr_finder": lr_finder} if lr_finder else {}),
     })
     if not resuming and (out / "log.csv").exists():
         (out / "log.csv").unlink()
 
     callbacks = [
         EpochStats(num_train),  # first, so the loggers below see its values
+        *([monitors.make_monitor(data, model)] if config.monitor else []),
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.CSVLogger(str(out / "log.csv"), append=True),
         keras.callbacks.ModelCheckpoint(str(out / "checkpoints" / "best.keras"), monitor=monitor,
@@ -371,13 +460,19 @@ def train(config):
         callbacks.append(keras.callbacks.TensorBoard(str(out / "tensorboard")))
 
     start = time.perf_counter()
-    model.fit(
-        data["x_train"], data["y_train"], batch_size=config.batch_size, epochs=config.epochs,
-        validation_data=(data["x_val"], data["y_val"]) if has_val else None,
-        callbacks=callbacks, verbose=config.verbose,
-    )
+    fit_model.fit(**fit_data, epochs=config.epochs, callbacks=callbacks, verbose=config.verbose)
     test_loss, test_accuracy = model.evaluate(data["x_test"], data["y_test"],
                                               batch_size=max(config.batch_size, 256), verbose=0)
+    tta_accuracy = None
+    if config.tta:
+        # Crops pad with black (the normalized value of 0), like the training crop,
+        # and shift by half the training padding: on MNIST (README) the extreme
+        # corners of the training crop were worse views than plain evaluation.
+        black = [-m / s if s > 0 else -m for m, s in zip(data["mean"], data["std"])]
+        crop = pipelines.resolve_spec(config.augment, config.augment_options).crop_padding or 4
+        tta_accuracy, _ = augment_tta.evaluate_tta(
+            model, data["x_test"], data["y_test"], config.tta, padding=max(1, crop // 2),
+            fill_value=black, batch_size=max(config.batch_size, 256))
     save_model_atomically(model, out / "model.keras")
 
     history = read_history(out / "log.csv") if (out / "log.csv").exists() else {}
@@ -388,6 +483,8 @@ def train(config):
         "epochs_completed": len(history.get("epoch", [])),
         "test_loss": float(test_loss), "test_accuracy": float(test_accuracy),
         "test_error": 1.0 - float(test_accuracy),
+        "tta": config.tta, "test_accuracy_tta": tta_accuracy,
+        "test_error_tta": None if tta_accuracy is None else 1.0 - tta_accuracy,
         "wall_time_s": float(sum(history.get("epoch_seconds", []))),
         "wall_time_this_process_s": time.perf_counter() - start,
         "train_images_per_sec": float(np.median(steady)) if steady else None,

@@ -1,0 +1,40 @@
+"""LR range test (Smith 2017): the learning rate grows exponentially from
+--min-lr to --max-lr over --steps training steps; the loss against the LR goes to a
+PNG (log axis) and the suggested LR (lowest smoothed loss / 10) is printed.
+
+    python scripts/lr_find.py --model resnet20 --dataset cifar10 --data-dir DIR \
+        --optimizer momentum --png lr.png
+
+Takes every training flag (the model, data, optimizer and batch size are used);
+`--lr find` on the training scripts runs the same test before training.
+"""
+
+import json
+import sys
+
+from zoo import babysit
+
+
+def add_arguments(parser):
+    parser.add_argument("--steps", type=int, default=200, help="steps of the sweep")
+    parser.add_argument("--min-lr", type=float, default=1e-6)
+    parser.add_argument("--max-lr", type=float, default=10.0)
+    parser.add_argument("--png", default="lr_finder.png", help="where the plot goes")
+
+
+def main(argv=None):
+    config, extras, parser = babysit.parse_args(argv, add_arguments, __doc__)
+    if extras["steps"] < 2:
+        parser.error(f"steps={extras['steps']!r} is not accepted; expected an integer >= 2")
+    if not 0 < extras["min_lr"] < extras["max_lr"]:
+        parser.error(f"min_lr={extras['min_lr']!r} is not accepted; expected a number in "
+                     f"(0, max_lr={extras['max_lr']!r})")
+    result = babysit.find_lr_for_config(config, min_lr=extras["min_lr"], max_lr=extras["max_lr"],
+                                        num_steps=extras["steps"], plot_path=extras["png"])
+    print(json.dumps(result.summary()))
+    print(f"suggested lr {result.suggested_lr:.3g} -> {extras['png']}", file=sys.stderr)
+    return result
+
+
+if __name__ == "__main__":
+    main()

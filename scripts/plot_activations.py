@@ -1,0 +1,56 @@
+"""Per-layer activation histograms at initialization (Glorot & Bengio 2010; He
+et al. 2015; CS231n's demonstration): with a small N(0, 0.01) init the
+activations of a deep tanh network collapse towards zero, Xavier keeps them
+spread for tanh, He keeps them spread for ReLU. Batch norm is off.
+
+    python scripts/plot_activations.py --model vgg16_cifar --init small_normal --activation tanh
+    python scripts/plot_activations.py --model vgg16_cifar --compare --png docs/activations.png
+"""
+
+import argparse
+import sys
+
+import zoo
+from zoo import monitors
+
+COMPARE = [("tanh", "small_normal"), ("tanh", "xavier"), ("tanh", "he"),
+           ("relu", "small_normal"), ("relu", "xavier"), ("relu", "he")]
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="vgg16_cifar", help="a registered zoo model")
+    p.add_argument("--init", default="small_normal", help="kernel initializer")
+    p.add_argument("--activation", default="tanh")
+    p.add_argument("--compare", action="store_true",
+                   help="rows for small_normal/xavier/he with tanh and relu")
+    p.add_argument("--layers", type=int, default=8, help="activation layers shown (evenly spaced)")
+    p.add_argument("--batch", type=int, default=64, help="random N(0, 1) inputs")
+    p.add_argument("--png", default="activations.png")
+    args = p.parse_args(argv)
+    if args.model not in zoo.list_models():
+        p.error(f"model={args.model!r} is not accepted; expected one of "
+                + ", ".join(zoo.list_models()))
+    for option in ("layers", "batch"):
+        if getattr(args, option) < 1:
+            p.error(f"{option}={getattr(args, option)!r} is not accepted; expected an integer >= 1")
+    settings = COMPARE if args.compare else [(args.activation, args.init)]
+    rows = {}
+    try:
+        for activation, init in settings:
+            stats = monitors.init_activation_stats(args.model, init, activation, batch=args.batch,
+                                                   max_layers=args.layers)
+            rows[f"{activation}, {init}"] = stats
+            stds = " ".join(f"{s['std']:.3g}" for s in stats.values())
+            print(f"{activation:5} {init:13} activation std by layer: {stds}")
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    monitors.plot_activation_histograms(rows, args.png)
+    print(f"-> {args.png}", file=sys.stderr)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
