@@ -107,6 +107,7 @@ ENTRIES = {e.label: e for e in (
     Entry("googlenet", "zoo", "googlenet", {"aux_logits": False}),
     Entry("googlenet_aux", "zoo", "googlenet", {"aux_logits": True}, min_size=80),
     Entry("resnet50", "zoo", "resnet50"),
+    Entry("resnet50_v1", "zoo", "resnet50", {"stride_in_1x1": True}),
     Entry("keras_resnet50", "keras.applications", "ResNet50"),
     Entry("resnet20", "zoo", "resnet20", geometry="small"),
     # The CIFAR variants the training recipes use (not in the default list).
@@ -115,11 +116,13 @@ ENTRIES = {e.label: e for e in (
     Entry("googlenet_cifar", "zoo", "googlenet_cifar", geometry="small"),
 )}
 DEFAULT_MODELS = ("lenet5", "alexnet", "vgg16", "vgg16_bn", "keras_vgg16", "googlenet",
-                  "resnet50", "keras_resnet50", "resnet20")
+                  "resnet50", "resnet50_v1", "keras_resnet50", "resnet20")
 # (keras.applications name, ours, theirs, what differs)
 PAIRS = (
     ("VGG16", "vgg16", "keras_vgg16", "zoo vgg16 batch_norm=False, dropout=0: the same layers"),
     ("VGG16", "vgg16_bn", "keras_vgg16", "zoo vgg16 with batch norm: more work, for reference"),
+    ("ResNet50", "resnet50_v1", "keras_resnet50", "zoo resnet50 stride_in_1x1=True: Keras' "
+     "v1 layout, without conv biases before BN"),
     ("ResNet50", "resnet50", "keras_resnet50", "zoo resnet50 is v1.5 (stride on the 3x3, no conv "
      "biases), Keras' is v1 (stride on the first 1x1, conv biases)"),
 )
