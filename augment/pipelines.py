@@ -25,6 +25,7 @@ statistics; then mixup / CutMix on images and one-hot labels.
 """
 
 import dataclasses
+import functools
 import math
 
 import keras
@@ -113,13 +114,33 @@ def resolve_spec(preset="none", options=None):
     return dataclasses.replace(PRESETS[preset], **options).validate()
 
 
+def _float32_layers(build):
+    """Builds the stack's layers in float32 whatever the global dtype policy:
+    under mixed precision Keras' MixUp / CutMix fail on float16 / bfloat16
+    images, and pixel arithmetic is cheap next to the network, whose first
+    layer casts to its own compute dtype."""
+
+    @functools.wraps(build)
+    def wrapper(*args, **kwargs):
+        previous = keras.config.dtype_policy()
+        keras.config.set_dtype_policy("float32")
+        try:
+            return build(*args, **kwargs)
+        finally:
+            keras.config.set_dtype_policy(previous)
+
+    return wrapper
+
+
+@_float32_layers
 def build_augmenter(spec, *, mean, std, image_shape, dataset=None, pca_stats=None, seed=0,
                     name="augmenter"):
     """The augmentation stack as one serializable `keras.layers.Pipeline`.
 
     It takes uint8 (or float) pixel values in [0, 255], either a tensor or
     ``{"images": ..., "labels": one-hot}`` (labels are needed for mixup/CutMix),
-    and returns normalized float32 images (and mixed labels).
+    and returns normalized float32 images (and mixed labels), also under a
+    mixed precision policy.
 
     Args:
         spec: an `AugmentSpec` (`resolve_spec`).

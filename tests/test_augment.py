@@ -2,7 +2,6 @@
 
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -303,11 +302,9 @@ JAX_SCRIPT = textwrap.dedent("""
 
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
-def test_on_device_stack_trains_a_model_under_jax():
-    env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3",
-           "JAX_PLATFORMS": "cpu"}
+def test_on_device_stack_trains_a_model_under_jax(jax_env):
     result = subprocess.run([sys.executable, "-c", JAX_SCRIPT], capture_output=True, text=True,
-                            env=env, timeout=600)
+                            env=jax_env, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     line = next(l for l in result.stdout.splitlines() if l.startswith("RESULTS "))
     for preset, r in json.loads(line[len("RESULTS "):]).items():

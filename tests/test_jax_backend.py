@@ -1,11 +1,11 @@
-"""Every family builds, trains a step and round-trips under KERAS_BACKEND=jax.
+"""Every family, and an ensemble with EMA and SWA, builds, trains a step and
+round-trips under KERAS_BACKEND=jax.
 
 The backend is fixed per process, so the check runs in a subprocess.
 """
 
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -40,6 +40,23 @@ SCRIPT = textwrap.dedent("""
             "loss": float(history.history["loss"][0]), "shape": list(probs.shape),
             "all_changed": changed, "reload_diff": float(np.abs(loaded - probs).max()),
         }
+    # The ensembles and weight averaging are keras.ops code too.
+    import ensembles
+    keras.utils.set_random_seed(0)
+    members = [zoo.create_model("test_resnet", num_classes=10) for _ in range(2)]
+    x = np.random.default_rng(1).normal(size=(8, 16, 16, 1)).astype("float32")
+    y = keras.utils.to_categorical(np.arange(8) % 10, 10)
+    ensemble = ensembles.EnsembleModel(members, method="geometric")
+    ensemble.compile(optimizer=ensembles.ema_optimizer(keras.optimizers.SGD(0.05), 0.9),
+                     loss="categorical_crossentropy")
+    ensemble.fit(x, y, epochs=2, batch_size=4, verbose=0,
+                 callbacks=lambda i: [ensembles.SWA(1, bn_data=x), *ensembles.ema_callbacks()])
+    probs = np.asarray(ensemble.predict(x, verbose=0))
+    path = tempfile.mkdtemp() + "/e.keras"
+    ensemble.save(path)
+    loaded = np.asarray(keras.saving.load_model(path).predict(x, verbose=0))
+    results["ensemble"] = {"shape": list(probs.shape), "reload_diff": float(np.abs(loaded - probs).max()),
+                           "sums": float(np.abs(probs.sum(-1) - 1).max())}
     print("RESULTS " + json.dumps(results))
 """)
 
@@ -47,11 +64,9 @@ SCRIPT = textwrap.dedent("""
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None,
                     reason="jax is not installed (pip install -e '.[test]' installs it)")
-def test_every_family_under_jax():
-    env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3",
-           "JAX_PLATFORMS": "cpu"}
+def test_every_family_under_jax(jax_env):
     result = subprocess.run([sys.executable, "-c", SCRIPT, *FAMILIES], capture_output=True,
-                            text=True, env=env, timeout=600)
+                            text=True, env=jax_env, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     line = next(l for l in result.stdout.splitlines() if l.startswith("RESULTS "))
     results = json.loads(line[len("RESULTS "):])
@@ -61,3 +76,6 @@ def test_every_family_under_jax():
         assert r["loss"] == r["loss"] and r["loss"] > 0, name  # finite, not NaN
         assert r["all_changed"], f"{name}: a trainable variable did not change under jax"
         assert r["reload_diff"] < 1e-5, name
+    ensemble = results["ensemble"]
+    assert ensemble["shape"] == [8, 10] and ensemble["sums"] < 1e-5
+    assert ensemble["reload_diff"] < 1e-6

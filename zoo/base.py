@@ -123,9 +123,20 @@ class LayerBuilder:
         return self.dropout_layer(x, f"{name}_dropout")
 
     def classifier(self, x, num_classes, name="predictions"):
+        """The output layer; float32 under a mixed precision policy (`output_dtype`)."""
         return keras.layers.Dense(
-            num_classes, activation=self.classifier_activation, name=name, **self._kernel_args()
+            num_classes, activation=self.classifier_activation, name=name,
+            dtype=output_dtype(), **self._kernel_args()
         )(x)
+
+
+def output_dtype():
+    """"float32" under a mixed precision policy (float16/bfloat16 compute, float32
+    variables), else None (the global policy): the classifier then computes its
+    logits, softmax and so the loss in float32, as mixed precision training
+    requires (Micikevicius et al. 2018), and every model outputs float32."""
+    policy = keras.config.dtype_policy()
+    return "float32" if policy.compute_dtype != policy.variable_dtype else None
 
 
 def split_options(options):

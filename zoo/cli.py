@@ -15,7 +15,9 @@ from augment.pipelines import DEVICES as AUGMENT_DEVICES
 from augment.pipelines import OPTION_NAMES as AUGMENT_OPTIONS
 from augment.pipelines import PRESET_NAMES as AUGMENT_PRESETS
 from augment.tta import VIEWS as TTA_VIEWS
-from zoo.training import JIT_CHOICES, OPTIMIZERS, SCHEDULES, TrainConfig, train
+from ensembles import METHODS as ENSEMBLE_METHODS
+from zoo.scale import PRECISIONS, STRATEGIES
+from zoo.training import ENSEMBLES, JIT_CHOICES, OPTIMIZERS, SCHEDULES, TrainConfig, train
 
 # Paper recipes. A paper's "weight decay" lambda on an SGD loss is --l2 lambda/2
 # here (the penalty l2 * sum w^2 has gradient 2 * l2 * w).
@@ -157,6 +159,25 @@ def build_parser(recipe=None, prog=None, description=None):
         help="CutMix alpha in (0, 1] (0: off)")
     add("--tta", choices=TTA_VIEWS, default=d["tta"],
         help="also evaluate on test over these views, averaging softmax outputs")
+    add("--ensemble", choices=ENSEMBLES, default=d["ensemble"],
+        help="independent: train --members models (seeds seed..seed+M-1) and combine them; "
+             "snapshot: --members cosine cycles in one run, one snapshot per cycle")
+    add("--members", type=_positive_int, default=d["members"], metavar="M",
+        help="ensemble size: independent models or snapshot cycles (must divide --epochs)")
+    add("--keep", type=_positive_int, default=d["keep"], metavar="m",
+        help="snapshot: ensemble the last m snapshots (default all M)")
+    add("--ensemble-method", choices=ENSEMBLE_METHODS, default=d["ensemble_method"],
+        help="soft (mean probabilities), hard (majority vote), weighted (weights fitted on "
+             "the validation split), geometric (mean log-probabilities)")
+    add("--member-index", type=int, default=d["member_index"], metavar="K",
+        help="independent: train only member K (a separate job); a run without it combines "
+             "the finished members")
+    add("--ema", type=_number, default=d["ema"], metavar="DECAY",
+        help="Polyak/EMA averaging of the weights (e.g. 0.999); evaluate and save the average")
+    add("--swa-start", type=_positive_int, default=d["swa_start"], metavar="EPOCH",
+        help="SWA: average the weights from the end of this epoch on, then recompute BN stats")
+    add("--swa-lr", type=_number, default=d["swa_lr"],
+        help="SWA: constant learning rate from --swa-start on (default: keep the schedule)")
     add("--val-split", type=_number, default=d["val_split"],
         help="fraction of the training split held out for validation")
     add("--limit-train", type=_positive_int, default=d["limit_train"],
@@ -172,6 +193,12 @@ def build_parser(recipe=None, prog=None, description=None):
         help="log update/weight ratios, dead ReLUs, activation stats and gradient norms")
     add("--jit-compile", choices=JIT_CHOICES, default=d["jit_compile"],
         help="XLA compilation of the train step; auto is off on a CPU (faster there)")
+    add("--precision", choices=PRECISIONS, default=d["precision"],
+        help="mixed_float16 (loss scaling on) / mixed_bfloat16: float16/bfloat16 compute, "
+             "float32 variables and outputs")
+    add("--strategy", choices=STRATEGIES, default=d["strategy"],
+        help="data parallel: mirrored (every local GPU), multiworker (machines in TF_CONFIG; "
+             "keras.distribution under jax); --batch-size is the global batch")
     add("--verbose", type=int, choices=(0, 1, 2), default=d["verbose"],
         help="0 silent, 1 progress bar, 2 one line per epoch")
     add("--out", default=None, help="output directory (default runs/MODEL_DATASET)")

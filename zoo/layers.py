@@ -114,12 +114,15 @@ class LocalResponseNormalization(keras.layers.Layer):
         self.size, self.k, self.alpha, self.beta = size, float(k), float(alpha), float(beta)
 
     def call(self, inputs):
+        # In float32 under mixed precision: squared activations overflow float16.
+        dtype = inputs.dtype
+        inputs = ops.cast(inputs, "float32")
         half = self.size // 2
         squared = ops.square(inputs)
         padded = ops.pad(squared, [[0, 0]] * (len(inputs.shape) - 1) + [[half, half]])
         channels = inputs.shape[-1]
         window_sum = sum(padded[..., i:i + channels] for i in range(self.size))
-        return inputs / ops.power(self.k + self.alpha * window_sum, self.beta)
+        return ops.cast(inputs / ops.power(self.k + self.alpha * window_sum, self.beta), dtype)
 
     def compute_output_shape(self, input_shape):
         return input_shape

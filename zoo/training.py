@@ -28,15 +28,17 @@ from pathlib import Path
 import keras
 import numpy as np
 
+import ensembles
 import zoo
 from augment import datasets, pipelines
 from augment import layers as augment_layers
 from augment import tta as augment_tta
-from zoo import monitors, resolve
+from zoo import monitors, resolve, scale
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
 SCHEDULES = ("constant", "step", "exponential", "cosine", "cosine_restarts")
 JIT_CHOICES = ("auto", "on", "off")
+ENSEMBLES = ("independent", "snapshot")
 # Parameters that weight decay leaves alone: biases and BatchNorm's scale/shift.
 NO_DECAY = ["bias", "gamma", "beta"]
 
@@ -74,6 +76,15 @@ class TrainConfig:
     augment_options: dict = dataclasses.field(default_factory=dict)  # AugmentSpec overrides
     augment_device: str = "host"           # host: tf.data pipeline; device: in the train step
     tta: str | None = None                 # test-time views (augment.tta.VIEWS) for a 2nd test
+    ensemble: str | None = None            # independent | snapshot (ensembles/)
+    members: int = 5                       # M: independent models, or snapshot cycles
+    keep: int | None = None                # snapshot: ensemble of the last m snapshots (all)
+    ensemble_method: str = "soft"          # ensembles.METHODS
+    ema: float | None = None               # Polyak/EMA decay of the weights, e.g. 0.999
+    swa_start: int | None = None           # SWA: average weights from this epoch's end on
+    swa_lr: float | None = None            # SWA: constant lr from swa_start on (None: schedule)
+    init_seed: int | None = None           # weights/shuffling seed (None: seed; members: +k)
+    member_index: int | None = None        # independent: train only member k (its own job)
     val_split: float = 0.1                 # fraction of the training split held out
     limit_train: int | None = None
     limit_test: int | None = None
@@ -83,6 +94,8 @@ class TrainConfig:
     check: bool = False                    # sanity checks before training (zoo.babysit)
     monitor: bool = False                  # training monitors in the logs (zoo.monitors)
     jit_compile: str = "auto"             # auto: off on CPU, Keras' choice on accelerators
+    precision: str = "float32"             # or mixed_float16 / mixed_bfloat16 (zoo.scale)
+    strategy: str = "none"                 # data parallel: mirrored / multiworker (zoo.scale)
     verbose: int = 2
     overwrite: bool = False
 
@@ -91,12 +104,14 @@ class TrainConfig:
         resolve.check_choice("optimizer", self.optimizer, OPTIMIZERS)
         resolve.check_choice("schedule", self.schedule, SCHEDULES)
         resolve.check_choice("jit_compile", self.jit_compile, JIT_CHOICES)
+        scale.validate(self)
         resolve.check_choice("model", self.model, tuple(zoo.list_models()))
         resolve.check_choice("dataset", self.dataset, tuple(datasets.list_datasets()))
         spec = pipelines.resolve_spec(self.augment, self.augment_options)
         resolve.check_choice("augment_device", self.augment_device, pipelines.DEVICES)
         if self.tta is not None:
             augment_tta.check_views(self.tta)
+        self._validate_averaging()
         if (spec != pipelines.PRESETS["none"] and self.augment_device == "host"
                 and keras.backend.backend() != "tensorflow"):
             raise resolve.bad_option("augment_device", "host", (
@@ -127,6 +142,48 @@ class TrainConfig:
             raise resolve.bad_option("lr_milestones", self.lr_milestones,
                                      "at least one epoch when schedule='step'")
         return self
+
+    def _validate_averaging(self):
+        import ensembles
+
+        if self.ensemble is not None:
+            resolve.check_choice("ensemble", self.ensemble, ENSEMBLES)
+        resolve.check_positive_int("members", self.members)
+        resolve.check_choice("ensemble_method", self.ensemble_method, ensembles.METHODS)
+        if self.ensemble == "snapshot":
+            ensembles.snapshot.check_cycles(self.epochs, self.members, self.keep)
+            if self.swa_start is not None:
+                raise resolve.bad_option("swa_start", self.swa_start,
+                                         "None with ensemble='snapshot' (both set the schedule)")
+            if self.warmup_epochs:
+                raise resolve.bad_option("warmup_epochs", self.warmup_epochs,
+                                         "0 with ensemble='snapshot' (cycles start at the top)")
+        elif self.keep is not None:
+            raise resolve.bad_option("keep", self.keep, "None unless ensemble='snapshot'")
+        if self.member_index is not None:
+            if self.ensemble != "independent":
+                raise resolve.bad_option("member_index", self.member_index,
+                                         "None unless ensemble='independent'")
+            resolve.check_positive_int("member_index", self.member_index, minimum=0)
+            if self.member_index >= self.members:
+                raise resolve.bad_option("member_index", self.member_index,
+                                         f"an index below members={self.members}")
+        if self.ema is not None:
+            ensembles.averaging.check_decay(self.ema)
+            if self.swa_start is not None:
+                raise resolve.bad_option("swa_start", self.swa_start,
+                                         "None with ema (choose one kind of weight averaging)")
+        if self.swa_start is not None:
+            resolve.check_positive_int("swa_start", self.swa_start)
+            if self.swa_start > self.epochs:
+                raise resolve.bad_option("swa_start", self.swa_start,
+                                         f"an epoch between 1 and epochs={self.epochs}")
+        if self.swa_lr is not None:
+            if self.swa_start is None:
+                raise resolve.bad_option("swa_lr", self.swa_lr, "None unless swa_start is set")
+            _check_number("swa_lr", self.swa_lr, low=0.0, low_open=True)
+        if self.init_seed is not None:
+            resolve.check_positive_int("init_seed", self.init_seed, minimum=0)
 
 
 def _check_number(option, value, low, low_open=False):
@@ -167,7 +224,11 @@ def make_schedule(config, steps_per_epoch):
     warmup_steps = int(round(config.warmup_epochs * steps_per_epoch))
     decay_steps = max(1, config.epochs * steps_per_epoch - warmup_steps)
     s = keras.optimizers.schedules
-    if config.schedule == "constant":
+    if config.ensemble == "snapshot":
+        # Huang et al. 2017: M cosine cycles, restarted every epochs/M epochs.
+        schedule = ensembles.snapshot_schedule(config.lr, config.epochs, config.members,
+                                               steps_per_epoch)
+    elif config.schedule == "constant":
         schedule = config.lr
     elif config.schedule == "step":
         # PiecewiseConstantDecay switches after a boundary; the new lr starts at the milestone.
@@ -185,6 +246,10 @@ def make_schedule(config, steps_per_epoch):
         if isinstance(schedule, float):
             schedule = s.PiecewiseConstantDecay([0], [schedule, schedule])
         schedule = LinearWarmup(schedule, warmup_steps)
+    if config.swa_lr is not None:
+        # Izmailov et al. 2018: the usual schedule, then a constant SWA rate.
+        schedule = ensembles.SWASchedule(schedule, (config.swa_start - 1) * steps_per_epoch,
+                                         config.swa_lr)
     return schedule
 
 
@@ -201,6 +266,8 @@ def make_optimizer(config, steps_per_epoch):
         "adam": lambda: o.Adam(lr, weight_decay=wd),
         "adamw": lambda: o.AdamW(lr, weight_decay=config.weight_decay),
     }[config.optimizer]()
+    if config.ema:
+        optimizer = ensembles.ema_optimizer(optimizer, config.ema)
     if wd:
         optimizer.exclude_from_weight_decay(var_names=NO_DECAY)
     return optimizer
@@ -305,6 +372,45 @@ def fit_inputs(config, model, data, steps_per_epoch):
                      "validation_data": (data["x_val_raw"], data["y_val"]) if has_val else None}
 
 
+def evaluate_test(model, config, data):
+    """Test loss, accuracy and (with `config.tta`) the accuracy over TTA views."""
+    batch_size = max(config.batch_size, 256)
+    if not model.compiled:
+        model.compile(loss=keras.losses.CategoricalCrossentropy(), metrics=["accuracy"])
+    test_loss, test_accuracy = model.evaluate(data["x_test"], data["y_test"],
+                                              batch_size=batch_size, verbose=0)
+    tta_accuracy = None
+    if config.tta:
+        crop = pipelines.resolve_spec(config.augment, config.augment_options).crop_padding
+        tta_accuracy, _ = augment_tta.evaluate_tta(
+            model, data["x_test"], data["y_test"], config.tta, batch_size=batch_size,
+            **augment_tta.evaluation_settings(data["mean"], data["std"], crop))
+    return float(test_loss), float(test_accuracy), tta_accuracy
+
+
+def summarize_ensemble(ensemble, config, data, single):
+    """Per-member and ensemble test figures, the members' disagreement and the
+    inference cost against one member. `single` holds the single model's
+    test figures (a snapshot run's last snapshot, or member 0)."""
+    if config.ensemble_method == "weighted" and data["x_val"] is not None:
+        ensemble.fit_weights(data["x_val"], data["y_val"])
+    report = ensemble.report(data["x_test"], data["y_test"])
+    x = data["x_test"]
+    timings = {}
+    for name, net in (("single", ensemble.members[-1]), ("ensemble", ensemble)):
+        net.predict(x[:256], verbose=0)  # traced before timing
+        start = time.perf_counter()
+        net.predict(x, batch_size=256, verbose=0)
+        timings[name] = time.perf_counter() - start
+    return {
+        "kind": config.ensemble, "method": config.ensemble_method, "members": len(ensemble.members),
+        **report, "single_test_accuracy": single["test_accuracy"],
+        "single_test_accuracy_tta": single.get("test_accuracy_tta"),
+        "inference_seconds": timings["ensemble"], "single_inference_seconds": timings["single"],
+        "inference_cost": timings["ensemble"] / timings["single"],
+    }
+
+
 def resolve_jit(choice):
     """`auto` is off on a CPU-only machine, where XLA made training slower in
     `scripts/bench_models.py` (see the README), and Keras' own choice elsewhere."""
@@ -404,12 +510,17 @@ def _babysit(config, data, model, out, resuming):
     return config, summary
 
 
+@scale.scaled
 def train(config):
     """Runs one training job described by `config` and writes its artifacts.
 
     Returns the metrics dict written to metrics.json.
     """
     config.validate()
+    if config.ensemble == "independent":
+        from ensembles import runs
+
+        return runs.train_independent(config)
     out = Path(config.out)
     backup_dir = out / "backup"
     if (out / "metrics.json").exists() and not backup_dir.exists() and not config.overwrite:
@@ -420,7 +531,7 @@ def train(config):
     resuming = backup_dir.exists()
     out.mkdir(parents=True, exist_ok=True)
     (out / "checkpoints").mkdir(exist_ok=True)
-    keras.utils.set_random_seed(config.seed)
+    keras.utils.set_random_seed(config.seed if config.init_seed is None else config.init_seed)
 
     data = prepare_data(config)
     model = build_model(config, data["num_classes"], data["input_shape"])
@@ -449,10 +560,19 @@ def train(config):
         *([monitors.make_monitor(data, model)] if config.monitor else []),
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.CSVLogger(str(out / "log.csv"), append=True),
+        # The backup comes before the EMA swap: it saves the raw weights in the
+        # model and their average in the optimizer, so a resumed run continues both.
+        keras.callbacks.BackupAndRestore(str(backup_dir)),
+        *(ensembles.ema_callbacks() if config.ema else []),
         keras.callbacks.ModelCheckpoint(str(out / "checkpoints" / "best.keras"), monitor=monitor,
                                         save_best_only=True),
-        keras.callbacks.BackupAndRestore(str(backup_dir)),
     ]
+    if config.ensemble == "snapshot":
+        callbacks.append(ensembles.SnapshotSaver(out / "snapshots",
+                                                 config.epochs // config.members, model=model))
+    if config.swa_start:
+        callbacks.append(ensembles.SWA(config.swa_start, bn_data=data["x_train"],
+                                       state_path=backup_dir / "swa_state.npz", model=model))
     if config.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor,
                                                        patience=config.early_stopping))
@@ -461,18 +581,18 @@ def train(config):
 
     start = time.perf_counter()
     fit_model.fit(**fit_data, epochs=config.epochs, callbacks=callbacks, verbose=config.verbose)
-    test_loss, test_accuracy = model.evaluate(data["x_test"], data["y_test"],
-                                              batch_size=max(config.batch_size, 256), verbose=0)
-    tta_accuracy = None
-    if config.tta:
-        # Crops pad with black (the normalized value of 0), like the training crop,
-        # and shift by half the training padding: on MNIST (README) the extreme
-        # corners of the training crop were worse views than plain evaluation.
-        black = [-m / s if s > 0 else -m for m, s in zip(data["mean"], data["std"])]
-        crop = pipelines.resolve_spec(config.augment, config.augment_options).crop_padding or 4
-        tta_accuracy, _ = augment_tta.evaluate_tta(
-            model, data["x_test"], data["y_test"], config.tta, padding=max(1, crop // 2),
-            fill_value=black, batch_size=max(config.batch_size, 256))
+    if config.ema:
+        # fit left the averaged weights in the model, but the BatchNorm moving
+        # statistics are those of the raw weights: re-estimate them.
+        ensembles.recompute_batch_norm(model, data["x_train"])
+    test_loss, test_accuracy, tta_accuracy = evaluate_test(model, config, data)
+    ensemble_metrics = None
+    if config.ensemble == "snapshot":
+        single = {"test_accuracy": test_accuracy, "test_accuracy_tta": tta_accuracy}
+        model = ensembles.load_snapshot_ensemble(out / "snapshots", config.keep,
+                                                 config.ensemble_method)
+        ensemble_metrics = summarize_ensemble(model, config, data, single)
+        test_loss, test_accuracy, tta_accuracy = evaluate_test(model, config, data)
     save_model_atomically(model, out / "model.keras")
 
     history = read_history(out / "log.csv") if (out / "log.csv").exists() else {}
@@ -489,6 +609,7 @@ def train(config):
         "wall_time_this_process_s": time.perf_counter() - start,
         "train_images_per_sec": float(np.median(steady)) if steady else None,
         "params": model.count_params(), "num_train": num_train,
+        **({"ensemble": ensemble_metrics} if ensemble_metrics else {}),
         "history": history,
     }
     write_json(out / "metrics.json", metrics)

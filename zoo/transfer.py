@@ -20,6 +20,7 @@ import keras
 import numpy as np
 
 from zoo import resolve
+from zoo.base import output_dtype
 
 HEAD = "predictions"
 
@@ -59,7 +60,7 @@ def replace_head(model, num_classes, head_name=HEAD, seed=None):
                          "model's classifier layer (zoo models: 'predictions')") from None
     init = keras.initializers.GlorotUniform(seed=seed)
     outputs = keras.layers.Dense(num_classes, activation="softmax", name=HEAD,
-                                 kernel_initializer=init)(features)
+                                 kernel_initializer=init, dtype=output_dtype())(features)
     return keras.Model(model.inputs, outputs, name=f"{model.name}_transfer")
 
 

@@ -1,0 +1,108 @@
+"""Combine already trained models (different architectures allowed) into one ensemble model.
+
+    python scripts/ensemble.py runs/lenet5_mnist runs/resnet20_mnist other.keras \
+        --method soft --out runs/ensemble [--evaluate] [--data-dir ../shared/data]
+
+Each input is a run directory (model.keras + config.json, as the training
+scripts write) or a `.keras` file. The members must take the same input
+(shape and normalization) and give the same number of classes. Writes
+OUT/model.keras (one `EnsembleModel`) and OUT/config.json (the normalization,
+for scripts/export.py). With --evaluate (or --method weighted) the dataset of
+the first run is loaded: the weights are fitted on its validation split and
+the per-member and ensemble test accuracy and the disagreement are printed and
+written to OUT/metrics.json.
+"""
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import keras
+
+from ensembles import METHODS, EnsembleModel
+from zoo import training
+
+
+def member_source(text):
+    path = Path(text)
+    if path.is_dir():
+        model = path / "model.keras"
+        if not model.exists():
+            raise argparse.ArgumentTypeError(f"{text!r} is a directory without model.keras")
+        config = path / "config.json"
+        return model, json.loads(config.read_text()) if config.exists() else None
+    if path.suffix != ".keras" or not path.exists():
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not accepted; expected an existing .keras file or run directory")
+    config = path.parent / "config.json"
+    return path, json.loads(config.read_text()) if config.exists() else None
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("members", nargs="+", type=member_source, metavar="MODEL",
+                   help="run directories or .keras files")
+    p.add_argument("--method", choices=METHODS, default="soft")
+    p.add_argument("--out", required=True, help="directory for model.keras and config.json")
+    p.add_argument("--evaluate", action="store_true",
+                   help="report member and ensemble test accuracy on the first run's dataset")
+    p.add_argument("--data-dir", default=None, help="override the runs' data directory")
+    return p
+
+
+def _normalization(sources):
+    found = {json.dumps(c["normalization"]) for _, c in sources if c and "normalization" in c}
+    if len(found) > 1:
+        raise ValueError("members=... is not accepted; expected models trained with the same "
+                         f"input normalization, got {sorted(found)}")
+    return json.loads(found.pop()) if found else None
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        normalization = _normalization(args.members)
+        members = [keras.saving.load_model(path, compile=False) for path, _ in args.members]
+        ensemble = EnsembleModel(members, method=args.method, name="ensemble")
+    except ValueError as err:
+        parser.error(str(err))
+    first = next((c for _, c in args.members if c), None)
+    if (args.evaluate or args.method == "weighted") and first is None:
+        parser.error("--evaluate and --method weighted need a run directory (config.json) "
+                     "naming the dataset")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    report = None
+    if first is not None and (args.evaluate or args.method == "weighted"):
+        names = {f.name for f in dataclasses.fields(training.TrainConfig)}
+        config = training.TrainConfig(**{k: v for k, v in first.items() if k in names})
+        config = dataclasses.replace(config, data_dir=args.data_dir or config.data_dir,
+                                     ensemble="independent", ensemble_method=args.method,
+                                     lr_milestones=tuple(config.lr_milestones))
+        data = training.prepare_data(config)
+        report = training.summarize_ensemble(ensemble, config, data,
+                                             {"test_accuracy": None})
+        for i, accuracy in enumerate(report["member_accuracy"]):
+            print(f"member {i} ({members[i].name}): test accuracy {accuracy:.4f}")
+        print(f"ensemble ({args.method}): test accuracy {report['ensemble_accuracy']:.4f}, "
+              f"disagreement {report['disagreement']:.4f}, weights "
+              + ", ".join(f"{w:.3f}" for w in report["weights"]))
+        training.write_json(out / "metrics.json", report)
+    training.save_model_atomically(ensemble, out / "model.keras")
+    training.write_json(out / "config.json", {
+        "members": [str(path) for path, _ in args.members], "method": args.method,
+        "input_shape": list(members[0].input_shape[1:]),
+        **({"normalization": normalization} if normalization else {}),
+        **({k: first[k] for k in ("dataset", "image_size", "num_classes") if k in first}
+           if first else {}),
+    })
+    print(f"{len(members)} members -> {out / 'model.keras'}", file=sys.stderr)
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,18 @@
+"""Shared test settings."""
+
+import os
+
+import pytest
+
+# XLA's CPU backend spends most of a tiny JAX test compiling (each initializer
+# shape, each train step); these tests check results, not speed, so compile
+# with the cheapest settings (3x faster for GoogLeNet's build and first step).
+FAST_XLA_FLAGS = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+
+
+@pytest.fixture
+def jax_env():
+    """The environment of a subprocess that runs under KERAS_BACKEND=jax on the CPU."""
+    flags = " ".join(f for f in (os.environ.get("XLA_FLAGS"), FAST_XLA_FLAGS) if f)
+    return {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3",
+            "JAX_PLATFORMS": "cpu", "XLA_FLAGS": flags}
