@@ -1,0 +1,159 @@
+"""Export trained models as a TensorFlow SavedModel serving raw uint8 images.
+
+    python scripts/export.py runs/lenet5_mnist/model.keras --out exported/lenet5
+    python scripts/export.py runs/resnet20_cifar10/model.keras --tta 10crop --out exported/r20_tta
+    python scripts/export.py runs/a/model.keras runs/b/model.keras --out exported/ensemble
+    python scripts/export.py model.keras --mean 0.1307 --std 0.3081 --out exported/m
+
+The signature ``serve`` takes ``images`` (uint8, (N, H, W, C), any N and by
+default any H, W: no larger than the model's input is zero-padded centrally, as
+training pads MNIST, else resized) and returns ``probabilities``. Normalization
+comes from the training run's config.json beside each .keras file, else from
+--mean/--std. Several .keras files export one soft-voting ensemble (members
+must share normalization); --tta adds test-time views to the graph.
+Run `python scripts/predict.py DIR INPUTS` on the result (TensorFlow only).
+"""
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+from augment import tta as augment_tta  # noqa: E402
+from zoo import export  # noqa: E402
+
+
+def _floats(text):
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not accepted; expected comma-separated numbers, one per channel")
+    return values
+
+
+def _size(text):
+    parts = text.lower().replace("x", ",").split(",")
+    try:
+        sides = [int(p) for p in parts]
+    except ValueError:
+        sides = []
+    if len(sides) not in (1, 2) or min(sides) < 1:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not accepted; expected a positive size N or HxW (pixels)")
+    return tuple(sides * 2 if len(sides) == 1 else sides)
+
+
+def _positive(text):
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not accepted; expected an integer >= 1")
+    return int(text)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("models", nargs="+", metavar="MODEL.keras",
+                        help="a trained model; several make a soft-voting ensemble")
+    parser.add_argument("--out", required=True, help="output folder of the SavedModel")
+    parser.add_argument("--tta", help=f"test-time views: {', '.join(augment_tta.VIEWS)}")
+    parser.add_argument("--tta-padding", type=_positive,
+                        help="TTA crop shift in pixels (default: half the training crop "
+                             "padding, or 2)")
+    parser.add_argument("--mean", type=_floats,
+                        help="per-channel mean of x/255 (without config.json)")
+    parser.add_argument("--std", type=_floats,
+                        help="per-channel std of x/255 (without config.json)")
+    parser.add_argument("--image-size", type=_size,
+                        help="the side training padded images to (checked against the "
+                             "model's input)")
+    parser.add_argument("--raw-size", type=_size,
+                        help="fix the signature's input to HxW pixels (default: any size)")
+    parser.add_argument("--labels",
+                        help="class names: comma-separated, or a file with one per line")
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    args = parser.parse_args(argv)
+    if args.tta is not None and args.tta not in augment_tta.VIEWS:
+        parser.error(f"--tta={args.tta!r} is not accepted; expected one of "
+                     f"{', '.join(augment_tta.VIEWS)}")
+    if (args.mean is None) != (args.std is None):
+        parser.error("--mean and --std go together: pass both or neither")
+    for path in args.models:
+        if not Path(path).is_file():
+            parser.error(f"MODEL.keras={path!r} is not accepted; expected an existing .keras file")
+    return parser, args
+
+
+def resolve_settings(parser, args):
+    """Normalization and TTA settings from each model's config.json and the flags."""
+    settings = [export.read_settings(path) for path in args.models]
+    stats = set()
+    for path, found in zip(args.models, settings):
+        if args.mean is not None:
+            stats.add((tuple(args.mean), tuple(args.std)))
+        elif found is None:
+            parser.error(f"no config.json beside {path}: pass --mean and --std (per-channel "
+                         "statistics of x/255 on the training split)")
+        else:
+            stats.add((tuple(found["mean"]), tuple(found["std"])))
+    if len(stats) > 1:
+        parser.error("the models were trained with different normalization "
+                     f"({sorted(stats)}); an ensemble export needs one: pass --mean/--std")
+    mean, std = (list(v) for v in stats.pop())
+    first = next((s for s in settings if s), {}) or {}
+    return {"mean": mean, "std": std, "crop_padding": first.get("crop_padding") or 0,
+            "dataset": first.get("dataset"), "image_size": first.get("image_size")}
+
+
+def read_labels(parser, text, num_classes):
+    if text is None:
+        return None
+    path = Path(text)
+    names = (path.read_text().splitlines() if path.is_file() else text.split(","))
+    names = [n.strip() for n in names if n.strip()]
+    if len(names) != num_classes:
+        parser.error(f"--labels={text!r} is not accepted; expected {num_classes} class names "
+                     f"(received {len(names)})")
+    return names
+
+
+def main(argv=None):
+    parser, args = parse_args(argv)
+    settings = resolve_settings(parser, args)
+    models = [export.load_model(path) for path in args.models]
+    model = models[0] if len(models) == 1 else export.average_models(models)
+    height, width, channels = export.model_input_shape(model)
+    if args.image_size and args.image_size != (height, width):
+        parser.error(f"--image-size={args.image_size[0]}x{args.image_size[1]} is not accepted; "
+                     f"expected the model's input size {height}x{width}")
+    raw_shape = (*args.raw_size, channels) if args.raw_size else None
+    try:
+        serving = export.serving_model(
+            model, settings["mean"], settings["std"], raw_shape=raw_shape, tta=args.tta,
+            crop_padding=settings["crop_padding"], tta_padding=args.tta_padding)
+    except ValueError as error:
+        parser.error(str(error))
+    num_classes = int(serving.output_shape[-1])
+    names = read_labels(parser, args.labels, num_classes)
+    if names is None:
+        names = export.CLASS_NAMES.get(settings["dataset"])
+        names = names if names and len(names) == num_classes else None
+    try:
+        info = export.export_saved_model(serving, args.out, overwrite=args.overwrite, metadata={
+            "models": [str(p) for p in args.models], "ensemble": len(models) > 1,
+            "tta": args.tta, "mean": settings["mean"], "std": settings["std"],
+            "model_input_shape": [height, width, channels], "class_names": names})
+    except ValueError as error:
+        parser.error(str(error))
+    print(f"wrote {args.out}: signature '{info['signature']}' takes {info['input']['accepted']} "
+          f"as '{info['input']['name']}', returns '{info['output']['name']}' "
+          f"({num_classes} classes){' with ' + args.tta + ' TTA' if args.tta else ''}"
+          f"{', an ensemble of ' + str(len(models)) if len(models) > 1 else ''}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""Top-k classes from a SavedModel written by scripts/export.py, with TensorFlow only.
+
+    python scripts/predict.py exported/lenet5 digits.npy --top-k 3
+    python scripts/predict.py exported/resnet20 cat.png ship.jpg
+    python scripts/predict.py exported/lenet5 digits.npy --save probs.npy
+
+INPUTS: one .npy array of uint8 images (N, H, W, C), or (N, H, W) for a
+one-channel model, or image files (PNG, JPEG, BMP, GIF), decoded to the model's
+channel count. Any integer or float array of whole numbers in [0, 255] is
+accepted too. Preprocessing (padding/resizing, normalization, TTA, ensembling)
+is inside the exported graph, so this script imports nothing of the project,
+as a model server would not: it reads DIR/export.json for the accepted shape
+and class names, and calls the ``serve`` signature.
+"""
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+SIGNATURE = "serve"
+METADATA_FILE = "export.json"
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+
+
+def load_exported(directory):
+    """(loaded SavedModel, the serve signature, export.json as a dict or {})."""
+    directory = Path(directory)
+    if not (directory / "saved_model.pb").is_file():
+        raise ValueError(f"DIR={str(directory)!r} is not accepted; expected a SavedModel folder "
+                         "(with saved_model.pb) written by scripts/export.py")
+    loaded = tf.saved_model.load(str(directory))
+    if SIGNATURE not in loaded.signatures:
+        raise ValueError(f"DIR={str(directory)!r} is not accepted; expected a SavedModel with a "
+                         f"'{SIGNATURE}' signature (it has {sorted(loaded.signatures)})")
+    meta_path = directory / METADATA_FILE
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    return loaded, loaded.signatures[SIGNATURE], meta
+
+
+def input_shape(meta):
+    """The signature's (None, H, W, C) from export.json (H, W may be None), or None."""
+    shape = meta.get("input", {}).get("shape")
+    return tuple(shape) if shape else None
+
+
+def accepted(shape):
+    if shape is None:
+        return "a uint8 batch (N, H, W, C)"
+    _, height, width, channels = shape
+    sides = f"{'H' if height is None else height}, {'W' if width is None else width}"
+    one = f", or (N, {sides}) for this one-channel model" if channels == 1 else ""
+    return f"uint8 images shaped (N, {sides}, {channels}){one}"
+
+
+def check_images(images, shape, source):
+    """`images` as a uint8 (N, H, W, C) batch the signature accepts, else a
+    ValueError naming the source, what was received and what is accepted."""
+    images = np.asarray(images)
+    what = f"{source}: shape {images.shape} {images.dtype}"
+    if shape is not None and images.ndim == 3 and shape[-1] == 1:
+        images = images[..., None]
+    if images.ndim != 4:
+        raise ValueError(f"{what} (rank {images.ndim}) is not accepted; expected {accepted(shape)}"
+                         + ("; add a leading axis for one image" if images.ndim == 3 else ""))
+    if shape is not None:
+        for axis, name in ((3, "channels"), (1, "height"), (2, "width")):
+            if shape[axis] is not None and images.shape[axis] != shape[axis]:
+                raise ValueError(f"{what} ({images.shape[axis]} {name}) is not accepted; "
+                                 f"expected {accepted(shape)}")
+    if images.dtype != np.uint8:
+        numeric = (np.issubdtype(images.dtype, np.integer)
+                   or np.issubdtype(images.dtype, np.floating))
+        if not numeric or (images.size and (images.min() < 0 or images.max() > 255
+                                            or np.any(images != np.round(images)))):
+            raise ValueError(f"{what} is not accepted; expected pixel values: uint8, or whole "
+                             "numbers in [0, 255] (not normalized or [0, 1] images)")
+        images = images.astype(np.uint8)
+    return images
+
+
+def read_inputs(paths, shape):
+    """[(source name, uint8 batch)] from one .npy file or image files."""
+    missing = [p for p in paths if not Path(p).is_file()]
+    if missing:
+        raise ValueError(f"INPUTS={missing!r} is not accepted; expected existing files: one .npy "
+                         f"array or images ({', '.join(IMAGE_EXTENSIONS)})")
+    suffixes = [Path(p).suffix.lower() for p in paths]
+    if ".npy" in suffixes:
+        if len(paths) != 1:
+            raise ValueError(f"INPUTS={list(paths)!r} is not accepted; expected one .npy file "
+                             "or image files, not both or several arrays")
+        return [(paths[0], check_images(np.load(paths[0], allow_pickle=False), shape, paths[0]))]
+    unknown = [p for p, s in zip(paths, suffixes) if s not in IMAGE_EXTENSIONS]
+    if unknown:
+        raise ValueError(f"INPUTS={unknown!r} is not accepted; expected a .npy array or images "
+                         f"({', '.join(IMAGE_EXTENSIONS)})")
+    channels = shape[-1] if shape else 0
+    batches = []
+    for path in paths:
+        try:
+            image = tf.io.decode_image(tf.io.read_file(path), channels=channels,
+                                       expand_animations=False).numpy()
+        except tf.errors.InvalidArgumentError as error:
+            raise ValueError(f"{path}: cannot decode the image ({error.message})") from None
+        batches.append((path, check_images(image[None], shape, path)))
+    return batches
+
+
+def predict(serve, images, batch_size=256):
+    """Probabilities (N, num_classes) from the signature, in batches."""
+    outputs = []
+    for start in range(0, len(images), batch_size):
+        result = serve(images=tf.constant(images[start:start + batch_size]))
+        outputs.append(next(iter(result.values())).numpy())
+    return np.concatenate(outputs) if outputs else np.zeros((0, 0), np.float32)
+
+
+def format_top_k(probs, k, names=None):
+    order = np.argsort(-probs, kind="stable")[:k]
+    def label(i):
+        return f"{names[i]} ({i})" if names and names[i] != str(i) else str(i)
+    return "  ".join(f"{label(i)} {probs[i]:.4f}" for i in order)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("directory", metavar="DIR",
+                        help="the SavedModel folder (scripts/export.py --out)")
+    parser.add_argument("inputs", nargs="+", metavar="INPUTS", help="one .npy array or image files")
+    parser.add_argument("--top-k", type=int, default=5,
+                        help="classes printed per image (default 5)")
+    parser.add_argument("--batch-size", type=int, default=256, help="images per signature call")
+    parser.add_argument("--save", help="also write the probabilities to this .npy file")
+    args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        parser.error(f"--batch-size={args.batch_size} is not accepted; expected an integer >= 1")
+    try:
+        _loaded, serve, meta = load_exported(args.directory)
+        shape = input_shape(meta)
+        inputs = read_inputs(args.inputs, shape)
+    except ValueError as error:
+        parser.error(str(error))
+    num_classes = meta.get("num_classes") or int(serve.structured_outputs[
+        next(iter(serve.structured_outputs))].shape[-1])
+    if not 1 <= args.top_k <= num_classes:
+        parser.error(f"--top-k={args.top_k} is not accepted; expected an integer in "
+                     f"[1, {num_classes}] (the model's classes)")
+    names = meta.get("class_names")
+    all_probs = []
+    for source, images in inputs:
+        try:
+            probs = predict(serve, images, args.batch_size)
+        except tf.errors.InvalidArgumentError as error:
+            lines = [ln.strip() for ln in (error.message or str(error)).splitlines() if ln.strip()]
+            reason = next((ln for ln in lines if "assertion failed" in ln),
+                          lines[-1] if lines else "")
+            parser.error(f"{source}: the model rejected shape {images.shape}: {reason}")
+        all_probs.append(probs)
+        many = len(images) > 1 or source.endswith(".npy")
+        for i, row in enumerate(probs):
+            print(f"{source}[{i}]" if many else source, format_top_k(row, args.top_k, names))
+    if args.save:
+        np.save(args.save, np.concatenate(all_probs))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
