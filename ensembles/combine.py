@@ -105,7 +105,11 @@ class EnsembleModel(keras.Model):
     def call(self, inputs, training=False):
         # Members always run in inference mode: the ensemble combines trained
         # models; `fit` trains each member on its own.
-        probs = ops.stack([member(inputs, training=False) for member in self.members], axis=0)
+        return self.combine(
+            ops.stack([member(inputs, training=False) for member in self.members], axis=0))
+
+    def combine(self, probs):
+        """(M, N, C) member probabilities -> (N, C) ensemble output."""
         probs = ops.cast(probs, "float32")
         weights = ops.reshape(ops.cast(self.combination, "float32"), (-1, 1, 1))
         if self.method == "hard":
@@ -174,7 +178,7 @@ class EnsembleModel(keras.Model):
         labels = np.asarray(y)
         labels = labels.argmax(-1) if labels.ndim == 2 else labels.astype(int)
         probs = self.member_predictions(x, batch_size)
-        combined = np.asarray(self.predict(x, batch_size=batch_size, verbose=0))
+        combined = keras.ops.convert_to_numpy(self.combine(probs))
         return {
             "member_accuracy": [float(np.mean(p.argmax(-1) == labels)) for p in probs],
             "ensemble_accuracy": float(np.mean(combined.argmax(-1) == labels)),

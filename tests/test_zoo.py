@@ -282,3 +282,13 @@ def test_bad_options_raise_at_construction(name, kwargs, message):
 def test_unknown_option_names_the_accepted_ones():
     with pytest.raises(TypeError, match=r"unknown model option\(s\) \['activaton'\]; accepted: activation"):
         zoo.create_model("test_resnet", activaton="relu")
+
+
+def test_stride_in_1x1_moves_the_downsampling_to_the_first_convolution():
+    for v1 in (False, True):
+        model = zoo.create_model("test_resnet_bottleneck", stride_in_1x1=v1)
+        strides = {name: model.get_layer(f"stage2_block1_{name}").strides
+                   for name in ("conv1", "conv2")}
+        assert strides == ({"conv1": (2, 2), "conv2": (1, 1)} if v1 else
+                           {"conv1": (1, 1), "conv2": (2, 2)})
+        assert type(model).from_config(model.get_config()).get_config()["stride_in_1x1"] is v1

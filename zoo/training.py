@@ -144,8 +144,6 @@ class TrainConfig:
         return self
 
     def _validate_averaging(self):
-        import ensembles
-
         if self.ensemble is not None:
             resolve.check_choice("ensemble", self.ensemble, ENSEMBLES)
         resolve.check_positive_int("members", self.members)
