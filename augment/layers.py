@@ -111,24 +111,29 @@ class RandomPadCrop(_ImageLayer):
         p = self.padding
         batch = ops.shape(images)[0]
         height, width, channels = images.shape[1], images.shape[2], images.shape[3]
-        padded = ops.pad(images, [[0, 0], [p, p], [p, p], [0, 0]])
         offsets = keras.random.randint((2, batch), 0, 2 * p + 1, seed=self.seed_generator,
                                        dtype="int32")
-        # One gather of pixel rows from the flattened padded batch: cheap on
-        # every backend and accelerator.
-        wide = width + 2 * p
-        rows = offsets[0][:, None] + ops.arange(height, dtype="int32")[None, :]  # (N, H)
+        # Source row / column of every output pixel, then one gather of pixels
+        # from the flattened batch plus one zero pixel, which every output
+        # pixel outside the source image reads: no padded copy, cheap on every
+        # backend, and fused with the rest of the stack under XLA.
+        rows = offsets[0][:, None] + ops.arange(height, dtype="int32")[None, :] - p  # (N, H)
         across = ops.arange(width, dtype="int32")[None, :]
         if self.flip:
             mirror = keras.random.randint((batch, 1), 0, 2, seed=self.seed_generator,
                                           dtype="int32")
             across = across + mirror * (width - 1 - 2 * across)
-        cols = offsets[1][:, None] + across                                      # (N, W)
-        base = ops.arange(batch, dtype="int32")[:, None, None] * ((height + 2 * p) * wide)
-        index = base + rows[:, :, None] * wide + cols[:, None, :]         # (N, H, W)
-        flat = ops.reshape(padded, (-1, channels))
+        cols = offsets[1][:, None] + across - p                                  # (N, W)
+        inside = (((rows >= 0) & (rows < height))[:, :, None]
+                  & ((cols >= 0) & (cols < width))[:, None, :])                   # (N, H, W)
+        base = ops.arange(batch, dtype="int32")[:, None, None] * (height * width)
+        index = base + rows[:, :, None] * width + cols[:, None, :]
+        index = ops.where(inside, index, batch * height * width)
+        flat = ops.concatenate([ops.reshape(images, (-1, channels)),
+                                ops.zeros((1, channels), images.dtype)], axis=0)
         pixels = ops.take(flat, ops.reshape(index, (-1,)), axis=0)
-        return self._to_float(ops.reshape(pixels, (batch, height, width, channels)))
+        pixels = ops.reshape(pixels, (batch, height, width, channels))
+        return self._to_float(pixels)
 
     def get_config(self):
         return {**super().get_config(), "padding": self.padding, "flip": self.flip}

@@ -4,8 +4,10 @@
     python scripts/bench_augment.py accuracy --data-dir ../shared/data --json runs/acc.json
 
 `throughput`: images/s of the tf.data pipeline per preset (32x32x3 uint8
-images, batch 128) against a plain Keras 3 alternative measured in the same
-run: a `keras.utils.PyDataset` doing the same augmentation in numpy per image;
+images, batch 128; with and without XLA fusing the stack) against a plain
+Keras 3 alternative measured in the same run (epoch by epoch in turns; the
+speed-up is the median ratio over the rounds): a `keras.utils.PyDataset`
+doing the same augmentation in numpy per image;
 then resnet20's training images/s on this machine (batch 128, plain arrays, and
 with the host pipeline / on-device augmentation), and the ratio
 pipeline images/s / training images/s.
@@ -84,16 +86,27 @@ class NumpyAugmentDataset(keras.utils.PyDataset):
         return x.astype(np.float32), y
 
 
-def images_per_second(batches, epochs):
-    """Iterates an epoch to warm up, then times `epochs` epochs."""
-    rates = []
-    for epoch in range(epochs + 1):
-        start, count = time.perf_counter(), 0
-        for x, _ in batches():
-            count += len(x)
-        if epoch:
-            rates.append(count / (time.perf_counter() - start))
-    return statistics.median(rates)
+def images_per_second(sources, epochs):
+    """Images/s of each source (name -> function returning an iterable of batches).
+
+    The sources take turns epoch by epoch, so a slow spell of this shared VM
+    hits all of them; the first round is a warm-up. Returns the median rate per
+    source and, per source, the median over rounds of its rate / the first
+    source's rate in the same round.
+    """
+    rates = {name: [] for name in sources}
+    for round_index in range(epochs + 1):
+        for name, batches in sources.items():
+            start, count = time.perf_counter(), 0
+            for x, _ in batches():
+                count += len(x)
+            if round_index:
+                rates[name].append(count / (time.perf_counter() - start))
+    first = next(iter(rates.values()))
+    medians = {name: statistics.median(r) for name, r in rates.items()}
+    ratios = {name: statistics.median(a / b for a, b in zip(first, r))
+              for name, r in rates.items()}
+    return medians, ratios
 
 
 def train_rate(model_name, fit_model_and_data, steps):
@@ -124,15 +137,20 @@ def throughput(args):
             pipelines.resolve_spec(preset), mean=mean, std=std, image_shape=x.shape[1:],
             dataset="cifar10", pca_stats=pca_stats, seed=0)
         pipeline = pipelines.make_dataset(x, y, augmenter, batch_size=BATCH, seed=0)
-        ours = images_per_second(lambda: pipeline, args.epochs)
-        row = {"tf_data_images_per_sec": ours}
+        op_by_op = pipelines.make_dataset(x, y, augmenter, batch_size=BATCH, seed=0,
+                                          jit_compile=False)
+        sources = {"tf_data": lambda: pipeline, "tf_data_no_xla": lambda: op_by_op}
         if preset != "strong":  # RandAugment has no numpy baseline here
             baseline = NumpyAugmentDataset(x, y, preset, mean, std, pca_stats)
-            numpy_rate = images_per_second(
-                lambda: (baseline[i] for i in range(len(baseline))), args.epochs)
-            row.update(pydataset_images_per_sec=numpy_rate, speedup=ours / numpy_rate)
+            sources["pydataset"] = lambda: (baseline[i] for i in range(len(baseline)))
+        rates, ratios = images_per_second(sources, args.epochs)
+        row = {f"{name}_images_per_sec": rate for name, rate in rates.items()}
+        ours = rates["tf_data"]
+        if "pydataset" in ratios:
+            row["speedup"] = ratios["pydataset"]
         results["presets"][preset] = row
-        print(f"{preset:>9}: tf.data {ours:8.0f} images/s"
+        print(f"{preset:>9}: tf.data {ours:8.0f} images/s "
+              f"(op by op {row['tf_data_no_xla_images_per_sec']:7.0f})"
               + (f", PyDataset {row['pydataset_images_per_sec']:7.0f} images/s, "
                  f"{row['speedup']:.1f}x" if "speedup" in row else ""), flush=True)
 
@@ -233,7 +251,7 @@ def main(argv=None):
     p.add_argument("--presets", nargs="+", choices=pipelines.PRESET_NAMES,
                    default=list(pipelines.PRESET_NAMES))
     p.add_argument("--images", type=int, default=10_000, help="throughput: images per epoch")
-    p.add_argument("--epochs", type=int, default=2, help="throughput: timed epochs")
+    p.add_argument("--epochs", type=int, default=5, help="throughput: timed rounds")
     p.add_argument("--train-steps", type=int, default=12, help="resnet20 batches timed")
     p.add_argument("--skip-train", action="store_true", help="throughput: pipelines only")
     p.add_argument("--data-dir", default=None, help="accuracy: directory with mnist/")
