@@ -21,7 +21,7 @@ PyTorch (optional; skipped with a note when torch/torchvision are missing):
 torchvision's resnet50, vgg16 and googlenet (aux_logits=False) with the same
 batch, classes, optimizer and loss, channels-last, on the same kind of
 device; mixed precision is `torch.autocast` with the same 16-bit dtype (plus a
-`GradScaler` for float16); steps synchronize like ours. resnet20 has no
+`GradScaler` for float16; bfloat16 on a CPU); steps synchronize like ours. resnet20 has no
 torchvision counterpart.
 
 Run it under `KERAS_BACKEND=jax` on a GPU machine without TensorFlow: this
@@ -183,11 +183,15 @@ def bench_torch(entry, precision, args):
         loss = step()
         times.append(time.perf_counter() - start)
     return {"images_per_sec": median_rate(times, batch), "warmup_s": warmup_s, "loss": loss,
-            "device": str(device), "autocast_dtype": str(dtype).replace("torch.", "")}
+            "device": str(device),
+            "autocast_dtype": str(dtype).replace("torch.", "") if mixed else None}
 
 
-def fmt(value, digits=0):
-    return "-" if value is None else f"{value:,.{digits}f}"
+def fmt(value, digits=None):
+    """A rate with no decimals, or one below 10 (CPU runs); a ratio with `digits`."""
+    if value is None:
+        return "-"
+    return f"{value:,.{digits if digits is not None else (1 if value < 10 else 0)}f}"
 
 
 def ratio(a, b):
@@ -250,12 +254,14 @@ def main(argv=None):
     if args.quick:
         os.environ.setdefault("JAX_PLATFORMS", "cpu")
         os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+    # torch before keras: importing torch after TensorFlow (KERAS_BACKEND=tensorflow)
+    # crashed the process with torch 2.13 and TF 2.21 on this project's CPU machine.
+    missing = None if args.torch == "auto" else "--torch off"
+    missing = missing or torch_available()
     import keras
 
     precisions = [args.mixed if p.strip() == "mixed" else p.strip()
                   for p in args.precisions.split(",")]
-    missing = None if args.torch == "auto" else "--torch off"
-    missing = missing or torch_available()
     torch_note = None if missing is None else (
         f"PyTorch columns skipped: {missing} (pip install torch torchvision to add them).")
     devices = keras.distribution.list_devices()
