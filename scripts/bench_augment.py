@@ -91,8 +91,8 @@ def images_per_second(sources, epochs):
 
     The sources take turns epoch by epoch, so a slow spell of this shared VM
     hits all of them; the first round is a warm-up. Returns the median rate per
-    source and, per source, the median over rounds of its rate / the first
-    source's rate in the same round.
+    source and, per source, the median over rounds of the first source's rate /
+    its rate in the same round (the first source's speed-up over it).
     """
     rates = {name: [] for name in sources}
     for round_index in range(epochs + 1):

@@ -190,6 +190,18 @@ def test_tf_data_augmentation_is_reproducible_with_a_seed():
         np.testing.assert_allclose(a, b, atol=1e-5)
 
 
+def test_xla_groups_are_the_runs_of_compilable_layers_in_order():
+    def names(preset, **options):
+        return [(compilable, [layer.name for layer in group])
+                for compilable, group in pipelines.xla_groups(stack(preset, **options))]
+
+    assert names("standard") == [(True, ["pad_crop_flip", "standardize"])]
+    assert names("mixup", pca_lighting=0.1) == [
+        (True, ["pad_crop_flip", "pca_lighting", "standardize"]), (False, ["mixup"])]
+    assert names("strong") == [(True, ["pad_crop_flip"]), (False, ["randaugment"]),
+                               (True, ["erasing", "standardize"])]
+
+
 @pytest.mark.parametrize("device, preset", [("host", "standard"), ("device", "mixup")])
 def test_training_with_augmentation_reports_plain_and_tta_accuracy(device, preset, tmp_path):
     config = training.TrainConfig(
