@@ -73,7 +73,18 @@ class LayerBuilder:
         }
 
     def conv(self, x, filters, kernel_size, name, strides=1, padding="same", zero_init=False):
-        """A convolution; no bias when batch norm follows it."""
+        """A convolution; no bias when batch norm follows it.
+
+        A strided 1x1 convolution is built as its equal, a 1x1 max pool with
+        that stride (`NAME_subsample`: every `strides`-th pixel) then a 1x1
+        convolution: on AVX-512 CPUs TensorFlow's oneDNN kernel for the weight
+        gradient of a strided 1x1 convolution corrupts the heap (a crash)
+        with narrow layers and odd batch sizes (TF 2.21; see
+        `tests/test_zoo.py::test_strided_1x1_convolution_is_subsample_then_conv`).
+        """
+        if kernel_size in (1, (1, 1)) and strides not in (1, (1, 1)):
+            x = keras.layers.MaxPooling2D(1, strides, name=f"{name}_subsample")(x)
+            strides = 1
         return keras.layers.Conv2D(
             filters, kernel_size, strides=strides, padding=padding,
             use_bias=not self.batch_norm, name=name, **self._kernel_args(zero_init),
