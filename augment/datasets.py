@@ -142,6 +142,7 @@ def load_dataset(
     num_classes: int = 10,
     synthetic_size: tuple[int, int] = (512, 128),
     label_mode: str = "fine",
+    classes: list[int] | tuple[int, ...] | None = None,
 ) -> Dataset:
     """Loads a dataset by name.
 
@@ -163,6 +164,8 @@ def load_dataset(
         num_classes: Number of ``synthetic`` classes.
         synthetic_size: (train, test) image counts of ``synthetic``.
         label_mode: ``cifar100`` labels, "fine" (100 classes) or "coarse" (20).
+        classes: Keep only these labels, renumbered 0, 1, ... in the order
+            given (before the limits apply), e.g. (5, 6, 7, 8, 9).
 
     Returns:
         The `Dataset`.
@@ -197,6 +200,8 @@ def load_dataset(
         label_mode=label_mode,
     )
     ds = _LOADERS[key](data_dir, **options)
+    if classes is not None:
+        _select_classes(ds, classes)
     ds.x_train, ds.y_train = _subset(ds.x_train, ds.y_train, limit_train, seed, 0)
     ds.x_test, ds.y_test = _subset(ds.x_test, ds.y_test, limit_test, seed, 1)
     return ds
@@ -502,6 +507,25 @@ def _make(name, x_train, y_train, x_test, y_test, num_classes, source, class_nam
     if class_names is not None:
         class_names = [c.decode() if isinstance(c, bytes) else str(c) for c in class_names]
     return Dataset(name, x_train, y_train, x_test, y_test, int(num_classes), source, class_names)
+
+
+def _select_classes(ds, classes):
+    """Keeps the images of `classes` in both splits, labels renumbered 0..k-1."""
+    classes = [int(c) for c in classes]
+    if not classes or len(set(classes)) != len(classes) or not all(
+            0 <= c < ds.num_classes for c in classes):
+        raise ValueError(f"classes={list(classes)!r} is not accepted; expected distinct labels "
+                         f"in [0, {ds.num_classes}) of {ds.name}")
+    remap = np.full(ds.num_classes, -1, np.int64)
+    remap[classes] = np.arange(len(classes))
+    for split in ("train", "test"):
+        x, y = getattr(ds, f"x_{split}"), getattr(ds, f"y_{split}")
+        keep = remap[y] >= 0
+        setattr(ds, f"x_{split}", x[keep])
+        setattr(ds, f"y_{split}", remap[y[keep]])
+    if ds.class_names is not None:
+        ds.class_names = [ds.class_names[c] for c in classes]
+    ds.num_classes = len(classes)
 
 
 def _subset(x, y, limit, seed, stream):

@@ -73,8 +73,29 @@ class SWASchedule(keras.optimizers.schedules.LearningRateSchedule):
         return cls(schedule, config["start_step"], config["swa_lr"])
 
 
+def all_layers(model):
+    """Every layer inside `model`, nested models included (depth first), from the
+    public `layers` of each model (and `members` / `model` of the wrappers)."""
+    found, seen = [], set()
+
+    def walk(layer):
+        children = list(getattr(layer, "layers", None) or [])
+        for attribute in ("members", "model"):
+            inner = getattr(layer, attribute, None)
+            inner = inner if isinstance(inner, (list, tuple)) else [inner]
+            children += [m for m in inner if isinstance(m, keras.layers.Layer)]
+        for child in children:
+            if id(child) not in seen:
+                seen.add(id(child))
+                found.append(child)
+                walk(child)
+
+    walk(model)
+    return found
+
+
 def batch_norm_layers(model):
-    return [layer for layer in model._flatten_layers(include_self=False)
+    return [layer for layer in all_layers(model)
             if isinstance(layer, keras.layers.BatchNormalization)]
 
 

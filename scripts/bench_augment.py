@@ -32,6 +32,10 @@ import numpy as np
 
 from augment import datasets, layers, pipelines
 from zoo import training
+from zoo.training import builder
+from zoo.training import data as data_module
+from zoo.training.rundir import write_json
+from zoo.cli import args as types
 
 BATCH = 128
 
@@ -169,9 +173,11 @@ def throughput(args):
         keras.utils.set_random_seed(0)
         run_config = training.TrainConfig(**{**vars(config), "augment": preset,
                                              "augment_device": device})
-        model = training.build_model(run_config, ds.num_classes, x.shape[1:])
-        training.compile_model(model, run_config, 10)
-        fit = training.fit_inputs(run_config, model, data, 10)
+        model = builder.build_model(run_config, ds.num_classes, x.shape[1:])
+        builder.compile_model(model, run_config, 10)
+        fit = data_module.fit_inputs(run_config, model, data)
+        if fit[0] is not model:  # the on-device augmentation wrapper
+            builder.compile_model(fit[0], run_config, 10)
         train[label] = train_rate("resnet20", fit, args.train_steps)
         print(f"resnet20 training, {label}: {train[label]:.0f} images/s", flush=True)
     results["resnet20_train_images_per_sec"] = train
@@ -250,16 +256,16 @@ def main(argv=None):
     p.add_argument("part", choices=("throughput", "accuracy", "tta"))
     p.add_argument("--presets", nargs="+", choices=pipelines.PRESET_NAMES,
                    default=list(pipelines.PRESET_NAMES))
-    p.add_argument("--images", type=int, default=10_000, help="throughput: images per epoch")
-    p.add_argument("--epochs", type=int, default=5, help="throughput: timed rounds")
-    p.add_argument("--train-steps", type=int, default=12, help="resnet20 batches timed")
+    p.add_argument("--images", type=types.positive_int, default=10_000, help="throughput: images per epoch")
+    p.add_argument("--epochs", type=types.positive_int, default=5, help="throughput: timed rounds")
+    p.add_argument("--train-steps", type=types.positive_int, default=12, help="resnet20 batches timed")
     p.add_argument("--skip-train", action="store_true", help="throughput: pipelines only")
     p.add_argument("--data-dir", default=None, help="accuracy: directory with mnist/")
-    p.add_argument("--limit-train", type=int, default=5000)
-    p.add_argument("--acc-epochs", type=int, default=10)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--limit-train", type=types.positive_int, default=5000)
+    p.add_argument("--acc-epochs", type=types.positive_int, default=10)
+    p.add_argument("--seeds", type=types.nonnegative_int, nargs="+", default=[0, 1, 2])
     p.add_argument("--runs-dir", default="runs/bench_augment")
-    p.add_argument("--tta-paddings", type=int, nargs="+", default=[1, 2, 4])
+    p.add_argument("--tta-paddings", type=types.nonnegative_int, nargs="+", default=[1, 2, 4])
     p.add_argument("--json", default=None, help="also write the results here")
     args = p.parse_args(argv)
     results = {"throughput": throughput, "accuracy": accuracy, "tta": tta_paddings}[args.part](args)
@@ -267,7 +273,7 @@ def main(argv=None):
                           "processor": platform.processor() or platform.machine(),
                           "backend": keras.backend.backend(), "keras": keras.__version__}
     if args.json:
-        training.write_json(args.json, results)
+        write_json(args.json, results)
     return results
 
 

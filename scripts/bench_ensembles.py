@@ -22,6 +22,8 @@ import statistics
 import sys
 from pathlib import Path
 
+from zoo.cli import args as types
+
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("single", "ema", "swa", "snapshot", "independent")
 
@@ -32,16 +34,16 @@ def parse_args(argv=None):
     p.add_argument("--data-dir", default=None,
                    help="directory with MNIST (default: ../shared/data when present)")
     p.add_argument("--model", default="lenet5")
-    p.add_argument("--limit-train", type=int, default=5000)
-    p.add_argument("--epochs", type=int, default=15)
-    p.add_argument("--members", type=int, default=5)
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--lr", type=float, default=0.05)
-    p.add_argument("--snapshot-lr", type=float, default=None,
+    p.add_argument("--limit-train", type=types.positive_int, default=5000)
+    p.add_argument("--epochs", type=types.positive_int, default=15)
+    p.add_argument("--members", type=types.positive_int, default=5)
+    p.add_argument("--seeds", type=types.positive_int, default=3)
+    p.add_argument("--lr", type=types.positive_number, default=0.05)
+    p.add_argument("--snapshot-lr", type=types.positive_number, default=None,
                    help="peak lr of every snapshot cycle (default --lr; Huang et al. restart "
                         "at twice the single model's rate)")
-    p.add_argument("--ema-decay", type=float, default=0.99)
-    p.add_argument("--swa-lr", type=float, default=0.01)
+    p.add_argument("--ema-decay", type=types.number(0.0, True, 1.0, True), default=0.99)
+    p.add_argument("--swa-lr", type=types.positive_number, default=0.01)
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--out", default="runs/bench_ensembles")
     p.add_argument("--json", default=None, help="also write the summary here")

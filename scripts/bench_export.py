@@ -4,7 +4,7 @@
     python scripts/bench_export.py --quick    # tiny models, seconds (a smoke test)
 
 For each case the script builds the model (random weights: speed does not depend
-on them), exports it with `zoo.export` to a temp folder, loads the SavedModel
+on them), exports it with `zoo.serving.export` to a temp folder, loads the SavedModel
 back with `tf.saved_model.load` and times, on the same uint8 batch:
 
 - keras: the plain model on already-normalized float input (`predict_on_batch`),
@@ -35,7 +35,15 @@ import tensorflow as tf  # noqa: E402
 
 import zoo  # noqa: E402
 from augment import datasets  # noqa: E402
-from zoo import export  # noqa: E402
+from zoo.serving import export  # noqa: E402
+from zoo.cli import args as types  # noqa: E402
+
+import benchlib  # noqa: E402
+
+
+def median_seconds(fn, repeats):
+    """Median seconds of one call of `fn` after two warm-up calls."""
+    return statistics.median(benchlib.time_calls(fn, repeats))
 
 GRAY = ([0.1307], [0.3081])
 RGB = ([0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616])
@@ -56,18 +64,6 @@ QUICK_CASES = {
     "test_resnet x2 ensemble": (["test_resnet"] * 2, (16, 16, 1), GRAY, None),
     "test_resnet + 10crop TTA": (["test_resnet"], (16, 16, 1), GRAY, "10crop"),
 }
-
-
-def time_calls(fn, repeats):
-    """Median seconds of one call of `fn` after two warm-up calls."""
-    fn()
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def build(names, views, stats, raw_shape):
@@ -95,9 +91,9 @@ def bench_case(label, spec, batch_sizes, repeats, workdir):
         padded = datasets.pad_to(images, height) if raw_shape[0] < height else images
         normalized = datasets.normalize(padded, np.asarray(stats[0]), np.asarray(stats[1]))
         tensor = tf.constant(images)
-        keras_s = time_calls(lambda: plain.predict_on_batch(normalized), repeats)
-        keras_pre_s = time_calls(lambda: serving.predict_on_batch(images), repeats)
-        saved_s = time_calls(lambda: serve(images=tensor)["probabilities"].numpy(), repeats)
+        keras_s = median_seconds(lambda: plain.predict_on_batch(normalized), repeats)
+        keras_pre_s = median_seconds(lambda: serving.predict_on_batch(images), repeats)
+        saved_s = median_seconds(lambda: serve(images=tensor)["probabilities"].numpy(), repeats)
         diff = float(np.max(np.abs(serve(images=tensor)["probabilities"].numpy()
                                    - serving.predict_on_batch(images))))
         rows.append({"case": label, "batch": batch, "keras": batch / keras_s,
@@ -111,7 +107,7 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true",
                         help="tiny models, batch 1 and 32, 3 repeats")
     parser.add_argument("--batch-sizes", help="comma-separated (default 1,128; quick 1,32)")
-    parser.add_argument("--repeats", type=int, help="timed calls per figure (default 7; quick 3)")
+    parser.add_argument("--repeats", type=types.positive_int, help="timed calls per figure (default 7; quick 3)")
     args = parser.parse_args(argv)
     cases = QUICK_CASES if args.quick else CASES
     try:

@@ -9,7 +9,7 @@ precision, next to the same networks in plain PyTorch in the same run.
 Models at their usual input: resnet20 at 32x32 (CIFAR, --small-batch-size),
 resnet50, vgg16 (no batch norm, as torchvision's vgg16) and googlenet (no
 auxiliary heads) at --image-size (224) with --batch-size. Each measurement
-builds the model under the precision policy (`zoo.scale.precision_policy`;
+builds the model under the precision policy (`zoo.training.distribute.precision_policy`;
 `compile` adds loss scaling for mixed_float16), compiles it (SGD momentum
 0.9, categorical cross-entropy, `jit_compile` from --jit), puts one synthetic
 batch on the device, runs --warmup `train_on_batch` calls (tracing / XLA
@@ -35,13 +35,13 @@ import dataclasses
 import json
 import os
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import benchlib  # noqa: E402
 
 RESULT_PREFIX = "BENCH_GPU "
 LR, MOMENTUM = 0.01, 0.9
@@ -97,22 +97,18 @@ def synthetic(shape, batch, classes, seed=0):
     return x, labels
 
 
-def median_rate(times, batch):
-    return batch / statistics.median(times) if times else None
-
-
 def bench_ours(entry, precision, args):
     """Images/s of one zoo model under `precision` (a keras dtype policy)."""
     import keras
     import numpy as np
 
     import zoo
-    from zoo import scale
+    from zoo.training import distribute
 
     shape, batch, classes = setting(entry, args)
     x, labels = synthetic(shape, batch, classes)
     y = np.eye(classes, dtype="float32")[labels]
-    with scale.precision_policy(precision):
+    with distribute.precision_policy(precision):
         model = zoo.create_model(entry.model, num_classes=classes, input_shape=shape,
                                  **entry.options)
         model.compile(optimizer=keras.optimizers.SGD(LR, momentum=MOMENTUM),
@@ -128,7 +124,7 @@ def bench_ours(entry, precision, args):
             loss = model.train_on_batch(x_dev, y_dev)  # returns host floats: a device sync
             times.append(time.perf_counter() - start)
         out_dtype = keras.backend.standardize_dtype(model(x_dev[:1], training=False).dtype)
-    return {"images_per_sec": median_rate(times, batch), "warmup_s": warmup_s,
+    return {"images_per_sec": benchlib.median_rate(times, batch), "warmup_s": warmup_s,
             "loss": float(np.ravel(loss)[0]), "output_dtype": out_dtype,
             "optimizer": type(model.optimizer).__name__}
 
@@ -182,7 +178,7 @@ def bench_torch(entry, precision, args):
         start = time.perf_counter()
         loss = step()
         times.append(time.perf_counter() - start)
-    return {"images_per_sec": median_rate(times, batch), "warmup_s": warmup_s, "loss": loss,
+    return {"images_per_sec": benchlib.median_rate(times, batch), "warmup_s": warmup_s, "loss": loss,
             "device": str(device),
             "autocast_dtype": str(dtype).replace("torch.", "") if mixed else None}
 
@@ -222,12 +218,12 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add = p.add_argument
     add("--models", default=None, help=f"comma-separated, from {', '.join(ENTRIES)}")
-    add("--image-size", type=int, default=None, help="side of the ImageNet-geometry inputs")
-    add("--batch-size", type=int, default=None, help="batch of the 224x224 models")
-    add("--small-batch-size", type=int, default=None, help="batch of resnet20 (32x32)")
-    add("--num-classes", type=int, default=1000, help="classes of the ImageNet-geometry models")
-    add("--steps", type=int, default=None, help="timed steps")
-    add("--warmup", type=int, default=None, help="untimed steps first (tracing/compilation)")
+    add("--image-size", type=benchlib.positive_int, default=None, help="side of the ImageNet-geometry inputs")
+    add("--batch-size", type=benchlib.positive_int, default=None, help="batch of the 224x224 models")
+    add("--small-batch-size", type=benchlib.positive_int, default=None, help="batch of resnet20 (32x32)")
+    add("--num-classes", type=benchlib.positive_int, default=1000, help="classes of the ImageNet-geometry models")
+    add("--steps", type=benchlib.positive_int, default=None, help="timed steps")
+    add("--warmup", type=benchlib.positive_int, default=None, help="untimed steps first (tracing/compilation)")
     add("--mixed", default="mixed_float16", choices=("mixed_float16", "mixed_bfloat16"))
     add("--precisions", default="float32,mixed", help="float32 and/or mixed")
     add("--jit", default="auto", choices=("auto", "on", "off"), help="compile(jit_compile=)")

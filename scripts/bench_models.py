@@ -47,13 +47,15 @@ import sys
 import time
 from pathlib import Path
 
+import benchlib
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 RESULT_PREFIX = "BENCH_RESULT "
 NOISY_PCT = 10  # % of the machine's CPU taken by others while timing that marks a row
 NUM_CLASSES = 10
 LR, MOMENTUM = 0.01, 0.9  # SGD, as the paper recipes use
-# zoo.training.JIT_CHOICES -> compile(jit_compile=...); kept here so the parent process
+# zoo.training.config.JIT_CHOICES -> compile(jit_compile=...); kept here so the parent process
 # never imports TensorFlow (a test checks the two agree).
 JIT_VALUES = {"auto": "auto", "on": True, "off": False}
 
@@ -203,14 +205,14 @@ def measure(spec):
     rng = np.random.default_rng(spec["seed"])
     x = rng.standard_normal((n, *shape), dtype=np.float32)
     y = keras.utils.to_categorical(rng.integers(0, NUM_CLASSES, n), NUM_CLASSES).astype("float32")
-    timer, watch = make_batch_timer(), CpuWatch()
+    timer, watch = benchlib.batch_timer(), CpuWatch()
 
     start = time.perf_counter()
     model.fit(x[:batch], y[:batch], batch_size=batch, epochs=1, verbose=0)
     train_warmup_s = time.perf_counter() - start
     with watch:
         model.fit(x, y, batch_size=batch, epochs=1, shuffle=False, verbose=0, callbacks=[timer])
-    train_ms = timer.step_ms("train", steps)
+    train_ms = step_ms(timer, "train", steps)
     train_peak_mb = peak_rss_mb()
 
     start = time.perf_counter()
@@ -218,7 +220,7 @@ def measure(spec):
     infer_warmup_s = time.perf_counter() - start
     with watch:
         model.predict(x, batch_size=batch, verbose=0, callbacks=[timer])
-    infer_ms = timer.step_ms("predict", steps)
+    infer_ms = step_ms(timer, "predict", steps)
 
     import tensorflow as tf
 
@@ -239,35 +241,12 @@ def measure(spec):
     }
 
 
-def make_batch_timer():
-    """A callback that records when each train and predict batch ends."""
-    import keras
-
-    class BatchTimer(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.ends = {"train": [], "predict": []}
-
-        def on_train_begin(self, logs=None):
-            self.ends["train"] = []
-
-        def on_predict_begin(self, logs=None):
-            self.ends["predict"] = []
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.ends["train"].append(time.perf_counter())
-
-        def on_predict_batch_end(self, batch, logs=None):
-            self.ends["predict"].append(time.perf_counter())
-
-        def step_ms(self, mode, steps):
-            """Milliseconds of each batch after the first."""
-            ends = self.ends[mode]
-            if len(ends) != steps + 1:
-                raise RuntimeError(f"{mode} ran {len(ends)} batches, expected {steps + 1}")
-            return [1000 * (b - a) for a, b in zip(ends, ends[1:])]
-
-    return BatchTimer()
+def step_ms(timer, mode, steps):
+    """Milliseconds of each batch after the first (the clock starts there)."""
+    seconds = timer.step_seconds(mode)
+    if len(seconds) != steps:
+        raise RuntimeError(f"{mode} ran {len(seconds) + 1} batches, expected {steps + 1}")
+    return [1000 * s for s in seconds]
 
 
 def worker(spec_json):
@@ -423,53 +402,33 @@ def report(results, settings, seconds):
     return "\n".join(lines)
 
 
-def parse_list(text, allowed, option):
-    values = [v.strip() for v in text.split(",") if v.strip()]
-    bad = [v for v in values if v not in allowed]
-    if not values or bad:
-        raise argparse.ArgumentTypeError(
-            f"{option}={text!r} is not accepted; expected a comma-separated list of: "
-            + ", ".join(allowed))
-    return values
-
-
-def positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not accepted; expected an integer >= 1")
-    return value
-
-
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add = p.add_argument
     add("--models", help="comma-separated, from: " + ", ".join(ENTRIES)
         + f" (default: {DEFAULTS['models']})")
-    add("--input-size", type=positive_int,
+    add("--input-size", type=benchlib.positive_int,
         help=f"side of the ImageNet-geometry models' input (default {DEFAULTS['input_size']})")
-    add("--batch-size", type=positive_int,
+    add("--batch-size", type=benchlib.positive_int,
         help=f"batch of the ImageNet-geometry models (default {DEFAULTS['batch_size']})")
-    add("--small-batch-size", type=positive_int,
+    add("--small-batch-size", type=benchlib.positive_int,
         help=f"batch of the 32x32 models: lenet5, resnet20, *_cifar (default "
         f"{DEFAULTS['small_batch_size']})")
-    add("--steps", type=positive_int,
+    add("--steps", type=benchlib.positive_int,
         help=f"timed batches for training and for inference (default {DEFAULTS['steps']})")
     add("--jit", help=f"comma-separated jit_compile settings: auto, on, off (default "
         f"{DEFAULTS['jit']})")
     add("--quick", action="store_true",
         help="smoke run: " + ", ".join(f"{k}={v}" for k, v in QUICK.items()) + "; flags win")
-    add("--repeats", type=positive_int, default=1,
+    add("--repeats", type=benchlib.positive_int, default=1,
         help="run every measurement this many times, round-robin; the fastest undisturbed run "
         "counts")
     add("--retries", type=int,
         help=f"run a measurement again, up to this many times, while others took more than "
         f"{NOISY_PCT}%% of the CPU during its timing (default {DEFAULTS['retries']})")
     add("--seed", type=int, default=0)
-    add("--timeout", type=positive_int, default=1800, help="seconds per measurement")
+    add("--timeout", type=benchlib.positive_int, default=1800, help="seconds per measurement")
     add("--json", metavar="PATH", help="write settings and every result here")
     add("--worker", metavar="SPEC", help=argparse.SUPPRESS)
     return p
@@ -482,8 +441,8 @@ def parse_args(argv=None):
         if getattr(args, key) is None:
             setattr(args, key, value)
     try:
-        args.models = parse_list(args.models, tuple(ENTRIES), "--models")
-        args.jit = parse_list(args.jit, tuple(JIT_VALUES), "--jit")
+        args.models = benchlib.comma_list(tuple(ENTRIES), "--models")(args.models)
+        args.jit = benchlib.comma_list(tuple(JIT_VALUES), "--jit")(args.jit)
     except argparse.ArgumentTypeError as err:
         parser.error(str(err))
     return args

@@ -13,19 +13,22 @@ import json
 import sys
 from pathlib import Path
 
-from zoo import babysit
+import startup  # noqa: F401  (TensorFlow without its start-up noise; scripts/startup.py)
+from zoo.cli.train import parse_with_extras
+from zoo.training import babysit
+from zoo.cli import args as types
 
 
 def add_arguments(parser):
-    parser.add_argument("--examples", type=int, default=50,
+    parser.add_argument("--examples", type=types.positive_int, default=50,
                         help="training examples the overfit check must fit (20 to 100)")
-    parser.add_argument("--max-steps", type=int, default=300,
+    parser.add_argument("--max-steps", type=types.positive_int, default=300,
                         help="steps allowed for the overfit check")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
 
 
 def main(argv=None):
-    config, extras, parser = babysit.parse_args(argv, add_arguments, __doc__)
+    config, extras, parser = parse_with_extras(argv, add_arguments, __doc__)
     if not 2 <= extras["examples"] <= 1000:
         parser.error(f"examples={extras['examples']!r} is not accepted; expected an integer "
                      "in [2, 1000] (20 to 100 is the usual tiny subset)")

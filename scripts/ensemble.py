@@ -19,25 +19,29 @@ import json
 import sys
 from pathlib import Path
 
+import startup  # noqa: F401  (TensorFlow without its start-up noise; scripts/startup.py)
 import keras
 
 from ensembles import METHODS, EnsembleModel
-from zoo import training
+from zoo.training import data as data_module
+from zoo.training import evaluate
+from zoo.training.config import TrainConfig
+from zoo.training.rundir import RunDir
 
 
 def member_source(text):
+    """A run directory (its model.keras and config.json) or a .keras file (with the
+    config.json beside it, when there is one)."""
     path = Path(text)
+    run = RunDir(path if path.is_dir() else path.parent)
     if path.is_dir():
-        model = path / "model.keras"
-        if not model.exists():
+        if not run.model_path.exists():
             raise argparse.ArgumentTypeError(f"{text!r} is a directory without model.keras")
-        config = path / "config.json"
-        return model, json.loads(config.read_text()) if config.exists() else None
-    if path.suffix != ".keras" or not path.exists():
+        path = run.model_path
+    elif path.suffix != ".keras" or not path.exists():
         raise argparse.ArgumentTypeError(
             f"{text!r} is not accepted; expected an existing .keras file or run directory")
-    config = path.parent / "config.json"
-    return path, json.loads(config.read_text()) if config.exists() else None
+    return path, run.read_config()
 
 
 def build_parser():
@@ -74,33 +78,30 @@ def main(argv=None):
     if (args.evaluate or args.method == "weighted") and first is None:
         parser.error("--evaluate and --method weighted need a run directory (config.json) "
                      "naming the dataset")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = RunDir(args.out)
+    out.path.mkdir(parents=True, exist_ok=True)
     report = None
     if first is not None and (args.evaluate or args.method == "weighted"):
-        names = {f.name for f in dataclasses.fields(training.TrainConfig)}
-        config = training.TrainConfig(**{k: v for k, v in first.items() if k in names})
+        config = TrainConfig.from_dict(first)
         config = dataclasses.replace(config, data_dir=args.data_dir or config.data_dir,
-                                     ensemble="independent", ensemble_method=args.method,
-                                     lr_milestones=tuple(config.lr_milestones))
-        data = training.prepare_data(config)
-        report = training.summarize_ensemble(ensemble, config, data,
-                                             {"test_accuracy": None})
+                                     ensemble="independent", ensemble_method=args.method)
+        data = data_module.prepare_data(config)
+        report = evaluate.summarize_ensemble(ensemble, config, data, {"test_accuracy": None})
         for i, accuracy in enumerate(report["member_accuracy"]):
             print(f"member {i} ({members[i].name}): test accuracy {accuracy:.4f}")
         print(f"ensemble ({args.method}): test accuracy {report['ensemble_accuracy']:.4f}, "
               f"disagreement {report['disagreement']:.4f}, weights "
               + ", ".join(f"{w:.3f}" for w in report["weights"]))
-        training.write_json(out / "metrics.json", report)
-    training.save_model_atomically(ensemble, out / "model.keras")
-    training.write_json(out / "config.json", {
+        out.write_metrics(report)
+    out.save_model(ensemble)
+    out.write_config(None, **{
         "members": [str(path) for path, _ in args.members], "method": args.method,
         "input_shape": list(members[0].input_shape[1:]),
         **({"normalization": normalization} if normalization else {}),
         **({k: first[k] for k in ("dataset", "image_size", "num_classes") if k in first}
            if first else {}),
     })
-    print(f"{len(members)} members -> {out / 'model.keras'}", file=sys.stderr)
+    print(f"{len(members)} members -> {out.model_path}", file=sys.stderr)
     return report
 
 

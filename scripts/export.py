@@ -21,8 +21,10 @@ from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+import startup  # noqa: E402,F401  (TensorFlow without its start-up noise; scripts/startup.py)
 from augment import tta as augment_tta  # noqa: E402
-from zoo import export  # noqa: E402
+from zoo.cli import args as types  # noqa: E402
+from zoo.serving import export  # noqa: E402
 
 
 def _floats(text):
@@ -48,19 +50,13 @@ def _size(text):
     return tuple(sides * 2 if len(sides) == 1 else sides)
 
 
-def _positive(text):
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not accepted; expected an integer >= 1")
-    return int(text)
-
-
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("models", nargs="+", metavar="MODEL.keras",
                         help="a trained model; several make a soft-voting ensemble")
     parser.add_argument("--out", required=True, help="output folder of the SavedModel")
     parser.add_argument("--tta", help=f"test-time views: {', '.join(augment_tta.VIEWS)}")
-    parser.add_argument("--tta-padding", type=_positive,
+    parser.add_argument("--tta-padding", type=types.positive_int,
                         help="TTA crop shift in pixels (default: half the training crop "
                              "padding, or 2)")
     parser.add_argument("--mean", type=_floats,

@@ -11,138 +11,84 @@ Images are padded and normalized as the source run's config.json (beside the
 """
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
+import startup  # noqa: F401  (TensorFlow without its start-up noise; scripts/startup.py)
 import keras
-import numpy as np
 
 from augment import datasets
-from zoo import resolve, transfer
-from zoo.training import write_json
-
-
-def _arg(convert, accepted):
-    def parse(text):
-        try:
-            return convert(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{text!r} is not accepted; expected {accepted}") from None
-    return parse
-
-
-def _positive(text):
-    value = int(text)
-    if value < 1:
-        raise ValueError(text)
-    return value
-
-
-def _nonnegative(text):
-    value = int(text)
-    if value < 0:
-        raise ValueError(text)
-    return value
-
-
-def _rate(text):
-    value = float(text)
-    if not value > 0:
-        raise ValueError(text)
-    return value
-
-
-def _classes(text):
-    values = [int(c) for c in text.split(",") if c.strip()]
-    if not values or len(set(values)) != len(values) or min(values) < 0:
-        raise ValueError(text)
-    return values
+from zoo.cli import args as types
+from zoo.training import data as data_module
+from zoo.training import transfer
+from zoo.training.config import TrainConfig
+from zoo.training.rundir import RunDir
 
 
 def build_parser():
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=types.HelpFormatter)
     p.add_argument("--from", dest="source", required=True, help="a trained model.keras")
-    p.add_argument("--num-classes", type=_arg(_positive, "an integer >= 1"), required=True)
+    p.add_argument("--num-classes", type=types.positive_int, required=True)
     p.add_argument("--dataset", default="mnist", help=", ".join(datasets.list_datasets()))
     p.add_argument("--data-dir", default=None)
-    p.add_argument("--classes", type=_arg(_classes, "distinct labels such as 5,6,7,8,9"),
-                   default=None, help="keep these labels of the dataset, renumbered from 0")
-    p.add_argument("--limit-train", type=_arg(_positive, "an integer >= 1"), default=None,
+    p.add_argument("--classes", type=types.int_list, default=None,
+                   help="keep these labels of the dataset, renumbered from 0")
+    p.add_argument("--limit-train", type=types.positive_int, default=None,
                    help="fine-tune on this many images (after --classes)")
-    p.add_argument("--limit-test", type=_arg(_positive, "an integer >= 1"), default=None)
-    p.add_argument("--head-epochs", type=_arg(_positive, "an integer >= 1"), default=20)
-    p.add_argument("--finetune-epochs", type=_arg(_nonnegative, "an integer >= 0"), default=0)
-    p.add_argument("--unfreeze", type=_arg(transfer.parse_unfreeze,
-                                           "none, all or a number of top blocks"), default="none",
-                   help="blocks trainable in the fine-tuning phase")
-    p.add_argument("--lr", type=_arg(_rate, "a number > 0"), default=1e-3, help="head phase (Adam)")
-    p.add_argument("--finetune-lr", type=_arg(_rate, "a number > 0"), default=1e-4)
-    p.add_argument("--batch-size", type=_arg(_positive, "an integer >= 1"), default=32)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--limit-test", type=types.positive_int, default=None)
+    p.add_argument("--head-epochs", type=types.positive_int, default=20)
+    p.add_argument("--finetune-epochs", type=types.nonnegative_int, default=0)
+    p.add_argument("--unfreeze", type=_unfreeze, default="none",
+                   help="blocks trainable in the fine-tuning phase: none, all or a number")
+    p.add_argument("--lr", type=types.positive_number, default=1e-3, help="head phase (Adam)")
+    p.add_argument("--finetune-lr", type=types.positive_number, default=1e-4)
+    p.add_argument("--batch-size", type=types.positive_int, default=32)
+    p.add_argument("--seed", type=types.nonnegative_int, default=0)
     p.add_argument("--out", default="runs/finetune")
     p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=2)
     return p
 
 
-def load_data(args, source_config):
-    ds = datasets.load_dataset(args.dataset, args.data_dir, seed=args.seed)
-    x_train, y_train, x_test, y_test = ds.x_train, ds.y_train, ds.x_test, ds.y_test
-    if args.classes:
-        if max(args.classes) >= ds.num_classes:
-            raise resolve.bad_option("classes", args.classes,
-                                     f"labels below {ds.num_classes} for {args.dataset}")
-        x_train, y_train = transfer.select_classes(x_train, y_train, args.classes)
-        x_test, y_test = transfer.select_classes(x_test, y_test, args.classes)
-    rng = np.random.default_rng(args.seed)
-    if args.limit_train and args.limit_train < len(x_train):
-        keep = rng.permutation(len(x_train))[:args.limit_train]
-        x_train, y_train = x_train[keep], y_train[keep]
-    if args.limit_test and args.limit_test < len(x_test):
-        keep = rng.permutation(len(x_test))[:args.limit_test]
-        x_test, y_test = x_test[keep], y_test[keep]
-    size = source_config.get("image_size")
-    if size:
-        x_train, x_test = datasets.pad_to(x_train, size), datasets.pad_to(x_test, size)
-    norm = source_config.get("normalization")
-    mean, std = (np.array(norm["mean"]), np.array(norm["std"])) if norm else \
-        datasets.channel_stats(x_train)
-    num_classes = int(max(y_train.max(), y_test.max())) + 1
-    onehot = lambda y: keras.utils.to_categorical(y, num_classes).astype("float32")  # noqa: E731
-    return (datasets.normalize(x_train, mean, std), onehot(y_train),
-            datasets.normalize(x_test, mean, std), onehot(y_test))
+def _unfreeze(text):
+    try:
+        return transfer.parse_unfreeze(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not accepted; expected none, all or a number of top blocks") from None
 
 
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     source = Path(args.source)
-    if not source.exists():
+    if not source.is_file():
         parser.error(f"from={args.source!r} is not accepted; expected an existing .keras file")
-    config_path = source.parent / "config.json"
-    source_config = json.loads(config_path.read_text()) if config_path.exists() else {}
+    source_config = RunDir(source.parent).read_config() or {}
+    config = TrainConfig(
+        model=source_config.get("model", "lenet5"), dataset=args.dataset, data_dir=args.data_dir,
+        classes=tuple(args.classes) if args.classes else None, limit_train=args.limit_train,
+        limit_test=args.limit_test, seed=args.seed, image_size=source_config.get("image_size"),
+        val_split=0.0, batch_size=args.batch_size)
     try:
-        x, y, x_test, y_test = load_data(args, source_config)
-        if y.shape[-1] != args.num_classes:
-            raise resolve.bad_option("num_classes", args.num_classes,
-                                     f"{y.shape[-1]}, the number of classes in the data")
+        data = data_module.prepare_data(config, normalization=source_config.get("normalization"))
+        if data["num_classes"] != args.num_classes:
+            raise ValueError(f"num_classes={args.num_classes!r} is not accepted; expected "
+                             f"{data['num_classes']}, the number of classes in the data")
         model = keras.saving.load_model(source)
         new, report = transfer.finetune(
-            model, x, y, x_test, y_test, num_classes=args.num_classes,
-            head_epochs=args.head_epochs, finetune_epochs=args.finetune_epochs,
-            unfreeze=args.unfreeze, lr=args.lr, finetune_lr=args.finetune_lr,
-            batch_size=args.batch_size, seed=args.seed, verbose=args.verbose)
+            model, data["x_train"], data["y_train"], data["x_test"], data["y_test"],
+            num_classes=args.num_classes, head_epochs=args.head_epochs,
+            finetune_epochs=args.finetune_epochs, unfreeze=args.unfreeze, lr=args.lr,
+            finetune_lr=args.finetune_lr, batch_size=args.batch_size, seed=args.seed,
+            verbose=args.verbose)
     except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    new.save(out / "model.keras")
-    write_json(out / "metrics.json", {**vars(args), "num_train": len(x), **report})
-    print(f"fine-tuned {source.name} on {len(x)} images: test accuracy "
-          f"{report['test_accuracy']:.4f} -> {out}", file=sys.stderr)
+        types.fail(err)
+    out = RunDir(args.out)
+    out.path.mkdir(parents=True, exist_ok=True)
+    out.save_model(new)
+    out.write_metrics({**vars(args), "num_train": len(data["x_train"]), **report})
+    print(f"fine-tuned {source.name} on {len(data['x_train'])} images: test accuracy "
+          f"{report['test_accuracy']:.4f} -> {out.path}", file=sys.stderr)
     return report
 
 

@@ -12,18 +12,21 @@ Takes every training flag (the model, data, optimizer and batch size are used);
 import json
 import sys
 
-from zoo import babysit
+import startup  # noqa: F401  (TensorFlow without its start-up noise; scripts/startup.py)
+from zoo.cli.train import parse_with_extras
+from zoo.training import babysit
+from zoo.cli import args as types
 
 
 def add_arguments(parser):
-    parser.add_argument("--steps", type=int, default=200, help="steps of the sweep")
-    parser.add_argument("--min-lr", type=float, default=1e-6)
-    parser.add_argument("--max-lr", type=float, default=10.0)
+    parser.add_argument("--steps", type=types.positive_int, default=200, help="steps of the sweep")
+    parser.add_argument("--min-lr", type=types.positive_number, default=1e-6)
+    parser.add_argument("--max-lr", type=types.positive_number, default=10.0)
     parser.add_argument("--png", default="lr_finder.png", help="where the plot goes")
 
 
 def main(argv=None):
-    config, extras, parser = babysit.parse_args(argv, add_arguments, __doc__)
+    config, extras, parser = parse_with_extras(argv, add_arguments, __doc__)
     if extras["steps"] < 2:
         parser.error(f"steps={extras['steps']!r} is not accepted; expected an integer >= 2")
     if not 0 < extras["min_lr"] < extras["max_lr"]:

@@ -10,8 +10,10 @@ spread for tanh, He keeps them spread for ReLU. Batch norm is off.
 import argparse
 import sys
 
+import startup  # noqa: F401  (TensorFlow without its start-up noise; scripts/startup.py)
 import zoo
-from zoo import monitors
+from zoo.cli import args as types
+from zoo.training import monitors
 
 COMPARE = [("tanh", "small_normal"), ("tanh", "xavier"), ("tanh", "he"),
            ("relu", "small_normal"), ("relu", "xavier"), ("relu", "he")]
@@ -25,16 +27,14 @@ def main(argv=None):
     p.add_argument("--activation", default="tanh")
     p.add_argument("--compare", action="store_true",
                    help="rows for small_normal/xavier/he with tanh and relu")
-    p.add_argument("--layers", type=int, default=8, help="activation layers shown (evenly spaced)")
-    p.add_argument("--batch", type=int, default=64, help="random N(0, 1) inputs")
+    p.add_argument("--layers", type=types.positive_int, default=8,
+                   help="activation layers shown (evenly spaced)")
+    p.add_argument("--batch", type=types.positive_int, default=64, help="random N(0, 1) inputs")
     p.add_argument("--png", default="activations.png")
     args = p.parse_args(argv)
     if args.model not in zoo.list_models():
         p.error(f"model={args.model!r} is not accepted; expected one of "
                 + ", ".join(zoo.list_models()))
-    for option in ("layers", "batch"):
-        if getattr(args, option) < 1:
-            p.error(f"{option}={getattr(args, option)!r} is not accepted; expected an integer >= 1")
     settings = COMPARE if args.compare else [(args.activation, args.init)]
     rows = {}
     try:
@@ -45,8 +45,7 @@ def main(argv=None):
             stds = " ".join(f"{s['std']:.3g}" for s in stats.values())
             print(f"{activation:5} {init:13} activation std by layer: {stds}")
     except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+        types.fail(err)
     monitors.plot_activation_histograms(rows, args.png)
     print(f"-> {args.png}", file=sys.stderr)
     return rows

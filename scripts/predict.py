@@ -19,7 +19,10 @@ import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+try:
+    import startup  # noqa: F401  (TensorFlow without its start-up noise; scripts/startup.py)
+except ImportError:  # predict.py copied alone next to an exported model
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402

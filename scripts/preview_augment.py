@@ -7,10 +7,13 @@ column group per preset (the original first, then random draws).
 
 import argparse
 
+import startup  # noqa: F401  (TensorFlow without its start-up noise; scripts/startup.py)
 import keras
 import numpy as np
 
 from augment import datasets, layers, pipelines
+from zoo.cli import args as types
+from zoo.training import plots
 
 
 def shapes(count, size=32, seed=0):
@@ -36,9 +39,9 @@ def main(argv=None):
     p.add_argument("--source", choices=("shapes", "mnist_sample"), default="shapes")
     p.add_argument("--presets", nargs="+", choices=pipelines.PRESET_NAMES,
                    default=["standard", "alexnet", "strong", "mixup", "cutmix"])
-    p.add_argument("--rows", type=int, default=4, help="source images")
-    p.add_argument("--draws", type=int, default=3, help="augmented draws per preset")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rows", type=types.positive_int, default=4, help="source images")
+    p.add_argument("--draws", type=types.positive_int, default=3, help="augmented draws per preset")
+    p.add_argument("--seed", type=types.nonnegative_int, default=0)
     p.add_argument("--out", default="docs/augment_preview.png")
     args = p.parse_args(argv)
 
@@ -59,11 +62,7 @@ def main(argv=None):
             x = keras.ops.convert_to_numpy(x) * np.where(std > 0, std, 1) + mean  # back to [0, 1]
             columns.append((preset if draw == 0 else "", np.clip(x, 0, 1)))
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = plots.pyplot()
     fig, axes = plt.subplots(len(images), len(columns), squeeze=False,
                              figsize=(0.75 * len(columns), 0.8 * len(images) + 0.3))
     for col, (title, batch) in enumerate(columns):
@@ -75,8 +74,7 @@ def main(argv=None):
             ax.set_yticks([])
         axes[0, col].set_title(title, fontsize=8, loc="left")
     fig.tight_layout(pad=0.2, w_pad=0.1, h_pad=0.1)
-    fig.savefig(args.out, dpi=90)
-    plt.close(fig)
+    plots.save_figure(fig, args.out, dpi=90)
     print(f"wrote {args.out}")
 
 

@@ -1,9 +1,10 @@
-"""Train AlexNet with its paper recipe (see RECIPES["alexnet"] in zoo/cli.py and the README).
+"""Train AlexNet with its paper recipe (`RECIPE` in zoo/alexnet.py; docs/training.md#recipes).
 
     python scripts/train_alexnet.py --help
 """
 
-from zoo.cli import RECIPES, main
+import startup  # noqa: F401  (TensorFlow without its start-up noise; scripts/startup.py)
+from zoo.cli.train import main
 
 if __name__ == "__main__":
-    main(recipe=RECIPES["alexnet"], description=__doc__)
+    main(family="alexnet", description=__doc__)

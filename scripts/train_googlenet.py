@@ -1,9 +1,10 @@
-"""Train GoogLeNet with its paper recipe (see RECIPES["googlenet"] in zoo/cli.py and the README).
+"""Train GoogLeNet with its paper recipe (`RECIPE` in zoo/googlenet.py; docs/training.md#recipes).
 
     python scripts/train_googlenet.py --help
 """
 
-from zoo.cli import RECIPES, main
+import startup  # noqa: F401  (TensorFlow without its start-up noise; scripts/startup.py)
+from zoo.cli.train import main
 
 if __name__ == "__main__":
-    main(recipe=RECIPES["googlenet"], description=__doc__)
+    main(family="googlenet", description=__doc__)

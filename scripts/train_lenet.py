@@ -1,9 +1,10 @@
-"""Train LeNet-5 with its paper recipe (see RECIPES["lenet"] in zoo/cli.py and the README).
+"""Train LeNet-5 with its paper recipe (`RECIPE` in zoo/lenet.py; docs/training.md#recipes).
 
     python scripts/train_lenet.py --help
 """
 
-from zoo.cli import RECIPES, main
+import startup  # noqa: F401  (TensorFlow without its start-up noise; scripts/startup.py)
+from zoo.cli.train import main
 
 if __name__ == "__main__":
-    main(recipe=RECIPES["lenet"], description=__doc__)
+    main(family="lenet", description=__doc__)

@@ -1,9 +1,10 @@
-"""Train ResNet with its paper recipe (see RECIPES["resnet"] in zoo/cli.py and the README).
+"""Train ResNet with its paper recipe (`RECIPE` in zoo/resnet.py; docs/training.md#recipes).
 
     python scripts/train_resnet.py --help
 """
 
-from zoo.cli import RECIPES, main
+import startup  # noqa: F401  (TensorFlow without its start-up noise; scripts/startup.py)
+from zoo.cli.train import main
 
 if __name__ == "__main__":
-    main(recipe=RECIPES["resnet"], description=__doc__)
+    main(family="resnet", description=__doc__)

@@ -1,9 +1,10 @@
-"""Train VGG with its paper recipe (see RECIPES["vgg"] in zoo/cli.py and the README).
+"""Train VGG with its paper recipe (`RECIPE` in zoo/vgg.py; docs/training.md#recipes).
 
     python scripts/train_vgg.py --help
 """
 
-from zoo.cli import RECIPES, main
+import startup  # noqa: F401  (TensorFlow without its start-up noise; scripts/startup.py)
+from zoo.cli.train import main
 
 if __name__ == "__main__":
-    main(recipe=RECIPES["vgg"], description=__doc__)
+    main(family="vgg", description=__doc__)

@@ -16,13 +16,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-from zoo import scale, training  # noqa: E402
+from zoo import training  # noqa: E402
+from zoo.training import distribute as scale  # noqa: E402
+from zoo.training import rundir
 
 
 def main(dump, out):
     dump = Path(dump)
     index = scale.read_tf_config()["task"]["index"]
-    save = training.save_model_atomically
+    save = rundir.save_model
 
     def save_and_dump(model, path):
         # The final model of every worker (the non-chief's own files go to a
@@ -33,7 +35,7 @@ def main(dump, out):
         np.savez(dump / f"weights_{index}.npz", **arrays)
         save(model, path)
 
-    training.save_model_atomically = save_and_dump
+    rundir.save_model = save_and_dump
     config = training.TrainConfig(
         model="lenet5", dataset="mnist_sample", image_size=32, limit_train=192, limit_test=32,
         val_split=0.0, epochs=2, batch_size=32, optimizer="momentum", lr=0.05, seed=0, verbose=0,

@@ -12,7 +12,8 @@ import pytest
 
 import zoo
 from augment import datasets, layers, pipelines, tta
-from zoo import cli, training
+from zoo import training
+from zoo.cli import train as cli
 
 RNG = np.random.default_rng(0)
 IMAGES = RNG.integers(0, 256, size=(8, 16, 16, 3), dtype=np.uint8)
@@ -280,7 +281,7 @@ def test_flags_override_the_preset_pieces():
     assert config.augment_options == {"flip": False, "erasing": 0.25}
     spec = pipelines.resolve_spec(config.augment, config.augment_options)
     assert (spec.flip, spec.crop_padding, spec.erasing) == (False, 4, 0.25)
-    assert cli.parse_config([], recipe=cli.RECIPES["resnet"]).augment == "standard"
+    assert cli.parse_config([], recipe=cli.recipe_of("resnet")).augment == "standard"
 
 
 JAX_SCRIPT = textwrap.dedent("""

@@ -35,7 +35,7 @@ def fake(model, jit, train, infer, source="zoo"):
 
 
 def test_jit_settings_match_the_training_core():
-    from zoo.training import JIT_CHOICES
+    from zoo.training.config import JIT_CHOICES
 
     assert set(bench.JIT_VALUES) == set(JIT_CHOICES)
 

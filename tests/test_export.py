@@ -20,7 +20,7 @@ import tensorflow as tf
 import zoo
 from augment import datasets
 from augment import tta as augment_tta
-from zoo import export
+from zoo.serving import export
 
 ROOT = Path(__file__).resolve().parents[1]
 TOLERANCE = 1e-5  # max abs difference of probabilities, exported vs in memory

@@ -323,3 +323,21 @@ def test_strided_1x1_convolution_is_subsample_then_conv():
     y = keras.utils.to_categorical(np.arange(95) % 10, 10)
     history = model.fit(x, y, batch_size=19, epochs=3, verbose=0).history
     assert np.all(np.isfinite(history["loss"]))
+
+
+def test_every_family_registers_a_recipe_and_a_search_space():
+    assert zoo.list_families() == ["lenet", "alexnet", "vgg", "googlenet", "resnet"]
+    for name in zoo.list_families():
+        family = zoo.get_family(name)
+        assert family.recipe["model"] in zoo.list_models()
+        for scale in ("full", "tiny"):
+            values = {k: v[0] if isinstance(v, list) else v["low"]
+                      for k, v in family.search_space[scale].items()}
+            model, options = family.search_model(scale, values)
+            assert model in zoo.list_models(), (name, scale)
+            if scale == "tiny":  # the tiny variants build in milliseconds
+                zoo.create_model(model, **options)
+    with pytest.raises(ValueError, match="family='mlp' is not accepted; expected one of lenet"):
+        zoo.get_family("mlp")
+    with pytest.raises(ValueError, match="family 'lenet' is already registered"):
+        zoo.register_family("lenet", zoo.get_family("lenet").recipe, {}, None)

@@ -1,24 +1,30 @@
-"""A configurable zoo of classic CNNs in Keras 3.
+"""A configurable zoo of classic CNNs in Keras 3: the model library.
 
     import zoo
     model = zoo.create_model("resnet20", num_classes=10, activation="prelu")
     zoo.list_models("resnet*")
 
 Model and layer code uses `keras` and `keras.ops` only, so every model also
-runs with `KERAS_BACKEND=jax`.
+runs with `KERAS_BACKEND=jax`. This package (registry, option resolver, layer
+builder, custom layers, the five family files, FLOP counts) imports nothing of
+the application built on it: `zoo.training`, `zoo.search`, `zoo.serving` and
+`zoo.cli` (docs/architecture.md).
 """
 
-from zoo import alexnet, googlenet, lenet, resnet, vgg  # noqa: F401  (registers the variants)
+# The families register their variants, recipes and search spaces on import.
+from zoo import lenet, alexnet, vgg, googlenet, resnet  # noqa: F401,I001
 from zoo.alexnet import AlexNet
 from zoo.googlenet import GoogLeNet
 from zoo.layers import LocalResponseNormalization, Maxout, StochasticDepth
 from zoo.lenet import LeNet
-from zoo.registry import create_model, list_models, register_model
+from zoo.registry import (create_model, get_family, list_families, list_models, register_family,
+                          register_model)
 from zoo.resnet import ResNet
 from zoo.vgg import VGG
 
 __all__ = [
     "AlexNet", "GoogLeNet", "LeNet", "ResNet", "VGG",
     "LocalResponseNormalization", "Maxout", "StochasticDepth",
-    "create_model", "list_models", "register_model",
+    "create_model", "get_family", "list_families", "list_models", "register_family",
+    "register_model",
 ]

@@ -15,7 +15,7 @@ import keras
 from zoo import resolve
 from zoo.base import ZooModel, common_arguments, register_serializable, split_options
 from zoo.layers import LocalResponseNormalization
-from zoo.registry import register_model
+from zoo.registry import register_family, register_model
 
 GEOMETRIES = {
     # first kernel, first stride, first padding, pool padding, filters, hidden units, default input
@@ -114,3 +114,29 @@ def test_alexnet(**kwargs):
         "name": "test_alexnet", "geometry": "cifar", "filters": (4, 8, 8, 8, 8),
         "hidden_units": 16, "input_shape": (16, 16, 1), "num_classes": 10, **kwargs,
     })
+
+
+# === Recipe and search space (plain data for zoo.cli and zoo.search) ===
+
+# Krizhevsky et al. 2012: SGD momentum 0.9, batch 128, lr 0.01 divided by 10
+# twice, weight decay 5e-4 (l2 = 2.5e-4 here), dropout 0.5, ~90 epochs.
+RECIPE = dict(model="alexnet_cifar", dataset="cifar10", epochs=90, batch_size=128,
+              optimizer="momentum", lr=0.01, schedule="step", lr_milestones=(30, 60),
+              l2=2.5e-4, augment="alexnet")
+SEARCH_SPACE = {
+    "full": {"width": [0.25, 0.5, 1.0], "hidden_units": [256, 512, 1024, 2048],
+             "lrn": [True, False]},
+    "tiny": {"width": [0.5, 1.0], "hidden_units": [8, 16], "lrn": [True, False]},
+}
+SEARCH_FILTERS = {"full": (64, 192, 384, 256, 256), "tiny": (4, 8, 8, 8, 8)}
+
+
+def search_model(scale, values):
+    """alexnet_cifar (test_alexnet when tiny) with the sampled width, FC units, LRN."""
+    filters = [max(1, int(round(c * values["width"]))) for c in SEARCH_FILTERS[scale]]
+    return ("alexnet_cifar" if scale == "full" else "test_alexnet"), {
+        "filters": filters, "hidden_units": values["hidden_units"], "lrn": values["lrn"]}
+
+
+register_family("alexnet", RECIPE, SEARCH_SPACE, search_model,
+                paper="Krizhevsky et al. 2012")

@@ -16,7 +16,7 @@ from keras import layers
 from zoo import resolve
 from zoo.base import ZooModel, common_arguments, register_serializable, split_options
 from zoo.layers import LocalResponseNormalization
-from zoo.registry import register_model
+from zoo.registry import register_family, register_model
 
 # name: (1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, pool projection), Table 1.
 MODULES = {
@@ -151,8 +151,19 @@ class GoogLeNet(ZooModel):
         main, *aux = y_pred
         loss = super().compute_loss(x, y, main, sample_weight, training)
         for aux_pred in aux:
-            loss = loss + self.aux_weight * self._compile_loss(y, aux_pred, sample_weight)
+            loss = loss + self.aux_weight * self._aux_loss(y, aux_pred, sample_weight)
         return loss
+
+    def _aux_loss(self, y, y_pred, sample_weight=None):
+        """The loss given to `compile` (`self.loss`) on an auxiliary output,
+        averaged over the batch as Keras' default reduction does."""
+        loss = keras.losses.get(self.loss)
+        if isinstance(loss, keras.losses.Loss):
+            return loss(y, y_pred, sample_weight)
+        values = loss(y, y_pred)
+        if sample_weight is not None:
+            values = values * keras.ops.cast(sample_weight, values.dtype)
+        return keras.ops.mean(values)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         if isinstance(y_pred, (list, tuple)):
@@ -182,3 +193,25 @@ def test_googlenet(**kwargs):
         "name": "test_googlenet", "stem": "cifar", "aux_logits": True, "width_scale": 1 / 32,
         "input_shape": (16, 16, 1), "num_classes": 10, **kwargs,
     })
+
+
+# === Recipe and search space (plain data for zoo.cli and zoo.search) ===
+
+# Szegedy et al. 2014: SGD momentum 0.9, lr decreased by 4% every 8 epochs;
+# the paper gives no weight decay (l2 1e-4 here), dropout 0.4.
+RECIPE = dict(model="googlenet_cifar", dataset="cifar10", epochs=100, batch_size=128,
+              optimizer="momentum", lr=0.01, schedule="exponential", lr_gamma=0.96,
+              lr_decay_epochs=8, l2=1e-4, augment="standard")
+SEARCH_SPACE = {
+    "full": {"width": [0.25, 0.5, 1.0], "aux_logits": [True, False]},
+    "tiny": {"width": [0.03125, 0.0625], "aux_logits": [True, False]},
+}
+
+
+def search_model(scale, values):
+    """googlenet_cifar (test_googlenet when tiny) with the sampled width and aux heads."""
+    return ("googlenet_cifar" if scale == "full" else "test_googlenet"), {
+        "width_scale": values["width"], "aux_logits": values["aux_logits"]}
+
+
+register_family("googlenet", RECIPE, SEARCH_SPACE, search_model, paper="Szegedy et al. 2014")

@@ -14,7 +14,7 @@ import keras
 
 from zoo import resolve
 from zoo.base import ZooModel, common_arguments, register_serializable, split_options
-from zoo.registry import register_model
+from zoo.registry import register_family, register_model
 
 KERNEL = 5
 POOL = 2
@@ -77,3 +77,26 @@ def lenet5(**kwargs):
 def lenet5_faithful(**kwargs):
     """LeNet-5 as in the 1998 paper: tanh, average pooling, no batch norm."""
     return LeNet(**{"name": "lenet5_faithful", "faithful": True, **kwargs})
+
+
+# === Recipe and search space (plain data for zoo.cli and zoo.search) ===
+
+# LeCun et al. 1998 trained 20 epochs on 32x32 padded digits; SGD with momentum
+# and cosine decay replace their stochastic diagonal Levenberg-Marquardt. A
+# paper's weight decay lambda on an SGD loss is l2 = lambda / 2 here.
+RECIPE = dict(model="lenet5", dataset="mnist", image_size=32, epochs=20, batch_size=128,
+              optimizer="momentum", lr=0.05, schedule="cosine", l2=5e-5)
+SEARCH_SPACE = {
+    "full": {"width": [0.5, 1.0, 2.0], "hidden_units": [84, 168], "pooling": ["max", "avg"]},
+    "tiny": {"width": [0.5, 1.0], "hidden_units": [16, 84], "pooling": ["max", "avg"]},
+}
+FILTERS = (6, 16, 120)  # C1, C3, C5: what the searched width multiplies
+
+
+def search_model(scale, values):
+    """lenet5 with the sampled width, F6 units and pooling (both scales)."""
+    return "lenet5", {"filters": [max(1, int(round(c * values["width"]))) for c in FILTERS],
+                      "hidden_units": values["hidden_units"], "pooling": values["pooling"]}
+
+
+register_family("lenet", RECIPE, SEARCH_SPACE, search_model, paper="LeCun et al. 1998")

@@ -1,8 +1,20 @@
-"""The model registry: `register_model`, `create_model`, `list_models`."""
+"""The model registry (`register_model`, `create_model`, `list_models`) and the
+family registry (`register_family`, `get_family`, `list_families`).
 
+A family (lenet, alexnet, vgg, googlenet, resnet) registers, beside its models,
+what the application layers need to know of it as plain data: the paper's
+training recipe (`TrainConfig` settings, read by `zoo.cli.train`), and its own
+search space with the function that turns sampled values into a registered
+model and its options (read by `zoo.search`). Adding a family touches its own
+file and its test.
+"""
+
+import dataclasses
 import fnmatch
+from collections.abc import Callable
 
 _MODELS = {}
+_FAMILIES = {}
 
 
 def register_model(fn):
@@ -38,3 +50,50 @@ def create_model(name, **kwargs):
             f"model={name!r} is not registered; expected one of: " + ", ".join(list_models())
         )
     return _MODELS[name](**{k: v for k, v in kwargs.items() if v is not None})
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """What a family tells the training, search and command-line layers.
+
+    Attributes:
+        name: the family ("resnet").
+        recipe: `zoo.training.TrainConfig` settings of the paper's recipe
+            (epochs, optimizer, schedule, milestones in the paper's epochs, ...).
+        search_space: {"full": {...}, "tiny": {...}}: the family's own
+            hyperparameters per scale; a list of values is a choice ([True,
+            False] an on/off switch), a dict {"low", "high", "log"} a float range.
+        search_model: (scale, values) -> (registered model name, constructor
+            options) for the sampled `values` of the search space.
+        paper: the recipe's source, for help texts.
+    """
+
+    name: str
+    recipe: dict
+    search_space: dict
+    search_model: Callable
+    paper: str = ""
+
+
+def register_family(name, recipe, search_space, search_model, paper=""):
+    """Registers a family's recipe and search space; a duplicate name raises."""
+    if name in _FAMILIES:
+        raise ValueError(f"family {name!r} is already registered")
+    if recipe.get("model") not in _MODELS:
+        raise ValueError(f"family {name!r}: its recipe's model {recipe.get('model')!r} is not "
+                         "registered")
+    _FAMILIES[name] = Family(name, dict(recipe), search_space, search_model, paper)
+    return _FAMILIES[name]
+
+
+def list_families():
+    """Registered family names, in registration order."""
+    return list(_FAMILIES)
+
+
+def get_family(name):
+    """The `Family` registered as `name`."""
+    if name not in _FAMILIES:
+        raise ValueError(f"family={name!r} is not accepted; expected one of "
+                         + ", ".join(list_families()))
+    return _FAMILIES[name]

@@ -22,7 +22,7 @@ from keras import layers
 from zoo import resolve
 from zoo.base import ZooModel, common_arguments, register_serializable, split_options
 from zoo.layers import StochasticDepth
-from zoo.registry import register_variant
+from zoo.registry import register_family, register_variant
 
 EXPANSION = {"basic": 1, "bottleneck": 4}
 
@@ -177,3 +177,36 @@ register_variant(
     block="bottleneck", depths=(1, 1), widths=(2, 4), stem="cifar", preact=True,
     input_shape=(16, 16, 1), num_classes=10,
 )
+
+
+# === Recipe and search space (plain data for zoo.cli and zoo.search) ===
+
+# He et al. 2015, section 4.2: SGD momentum 0.9, batch 128, lr 0.1 divided by 10
+# at 32k and 48k iterations (epochs 82 and 123), 64k iterations, weight decay
+# 1e-4 (l2 = 5e-5 here).
+RECIPE = dict(model="resnet20", dataset="cifar10", epochs=164, batch_size=128,
+              optimizer="momentum", lr=0.1, schedule="step", lr_milestones=(82, 123),
+              l2=5e-5, augment="standard")
+SEARCH_SPACE = {
+    "full": {"depth": [20, 32, 44, 56], "width": [0.5, 1.0, 2.0],
+             "stochastic_depth": [0.0, 0.1, 0.2], "zero_init_residual": [True, False]},
+    "tiny": {"depth": [6, 10], "width": [1.0, 2.0], "stochastic_depth": [0.0, 0.1],
+             "zero_init_residual": [True, False]},
+}
+SEARCH_WIDTHS = {"full": (16, 32, 64), "tiny": (4, 8)}
+
+
+def search_model(scale, values):
+    """resnetD (depth 6n+2, three stages) or, tiny, test_resnet with depth 4n+2
+    over its two stages; width, stochastic depth and zero-init sampled."""
+    widths = SEARCH_WIDTHS[scale]
+    options = {"widths": [max(1, int(round(c * values["width"]))) for c in widths],
+               "stochastic_depth": values["stochastic_depth"],
+               "zero_init_residual": values["zero_init_residual"]}
+    if scale == "full":
+        return f"resnet{values['depth']}", options
+    n = (values["depth"] - 2) // (2 * len(widths))
+    return "test_resnet", {**options, "depths": [n] * len(widths)}
+
+
+register_family("resnet", RECIPE, SEARCH_SPACE, search_model, paper="He et al. 2015")

@@ -59,6 +59,21 @@ def check_positive_int(option, value, minimum=1):
     return value
 
 
+def check_number(option, value, low=None, high=None, low_open=False, high_open=False):
+    """A finite number within [low, high] (open ends with `low_open`/`high_open`)."""
+    bad = isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+    bad = bad or (low is not None and (value < low or (low_open and value == low)))
+    bad = bad or (high is not None and (value > high or (high_open and value == high)))
+    if bad:
+        bounds = []
+        if low is not None:
+            bounds.append(f"{'>' if low_open else '>='} {low:g}")
+        if high is not None:
+            bounds.append(f"{'<' if high_open else '<='} {high:g}")
+        raise bad_option(option, value, "a number" + (" " + " and ".join(bounds) if bounds else ""))
+    return value
+
+
 def check_choice(option, value, choices):
     if value not in choices:
         raise bad_option(option, value, "one of " + ", ".join(map(str, choices)))

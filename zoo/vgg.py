@@ -13,7 +13,7 @@ import keras
 
 from zoo import resolve
 from zoo.base import ZooModel, common_arguments, register_serializable, split_options
-from zoo.registry import register_model, register_variant
+from zoo.registry import register_family, register_model, register_variant
 
 CONVS_PER_STAGE = {11: (1, 1, 2, 2, 2), 13: (2, 2, 2, 2, 2), 16: (2, 2, 3, 3, 3), 19: (2, 2, 4, 4, 4)}
 WIDTHS = (64, 128, 256, 512, 512)
@@ -86,3 +86,30 @@ def test_vgg(**kwargs):
         "name": "test_vgg", "convs_per_stage": (1, 2), "widths": (4, 8), "head": (16,),
         "input_shape": (16, 16, 1), "num_classes": 10, **kwargs,
     })
+
+
+# === Recipe and search space (plain data for zoo.cli and zoo.search) ===
+
+# Simonyan & Zisserman 2014: SGD momentum 0.9, batch 256, lr 0.01 divided by 10
+# three times, weight decay 5e-4 (l2 = 2.5e-4 here), dropout 0.5, 74 epochs.
+RECIPE = dict(model="vgg16_cifar", dataset="cifar10", epochs=74, batch_size=256,
+              optimizer="momentum", lr=0.01, schedule="step", lr_milestones=(30, 50, 65),
+              l2=2.5e-4, augment="standard")
+SEARCH_SPACE = {
+    "full": {"depth": [11, 13, 16, 19], "width": [0.25, 0.5, 1.0], "head_units": [256, 512]},
+    "tiny": {"depth": [4, 5], "width": [0.5, 1.0], "head_units": [8, 16]},
+}
+SEARCH_WIDTHS = {"full": (64, 128, 256, 512, 512), "tiny": (4, 8)}
+TINY_CONVS = {4: (1, 1), 5: (1, 2)}  # test_vgg: 2 stages + head + classifier
+
+
+def search_model(scale, values):
+    """vggD_cifar (test_vgg with 4 or 5 layers when tiny), widths and head sampled."""
+    widths = [max(1, int(round(c * values["width"]))) for c in SEARCH_WIDTHS[scale]]
+    if scale == "full":
+        return f"vgg{values['depth']}_cifar", {"widths": widths, "head": [values["head_units"]]}
+    return "test_vgg", {"convs_per_stage": TINY_CONVS[values["depth"]], "widths": widths,
+                        "head": [values["head_units"]]}
+
+
+register_family("vgg", RECIPE, SEARCH_SPACE, search_model, paper="Simonyan & Zisserman 2014")

@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 
 import zoo
-from zoo import cli, scale, training
+from zoo import training
+from zoo.cli import train as cli
 from zoo.training import TrainConfig
+from zoo.training import distribute as scale
 
 ROOT = Path(__file__).resolve().parents[1]
 FAMILIES = [*zoo.list_models("test_*"), "lenet5"]

@@ -47,13 +47,11 @@ from pathlib import Path
 
 import keras
 
-from zoo import resolve
+from zoo import compat, resolve
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("none", "mirrored", "multiworker")
 TF_CONFIG = "TF_CONFIG"
-# The issue the TensorFlow multi-worker patches below work around.
-KERAS_MWMS_ISSUE = "https://github.com/keras-team/keras/issues/20585"
 
 _strategies = {}   # one tf.distribute strategy per kind and process
 _depth = [0]       # > 0 inside a `scaled` run (nested calls pass through)
@@ -129,56 +127,9 @@ def tf_strategy(kind):
         if kind == "mirrored":
             _strategies[kind] = tf.distribute.MirroredStrategy()
         else:
-            _patch_keras_for_multiworker()
+            compat.patch_keras_for_multiworker()
             _strategies[kind] = tf.distribute.MultiWorkerMirroredStrategy()
     return _strategies[kind]
-
-
-def _patch_keras_for_multiworker():
-    """Two fixes to Keras 3's TensorFlow trainer under MultiWorkerMirroredStrategy
-    (KERAS_MWMS_ISSUE; `fit` fails without them in Keras 3.15):
-
-    - its first-batch symbolic build all-reduces the (nested) input batch,
-      which the collective strategy refuses: the local batch is enough to
-      know the shapes;
-    - it averages the scalar step logs (loss, metrics) with `axis=0`, which a
-      scalar lacks: they are averaged over replicas with `axis=None`.
-
-    Both only change behaviour under a multi-worker collective strategy.
-    """
-    from keras.src import tree
-    from keras.src.backend.tensorflow import trainer as tf_trainer
-
-    if getattr(tf_trainer, "_zoo_multiworker_patched", False):
-        return
-    multi_worker = tf_trainer._collective_all_reduce_multi_worker
-    build, reduce_per_replica = (tf_trainer.TensorFlowTrainer._maybe_symbolic_build,
-                                 tf_trainer.reduce_per_replica)
-
-    def local(strategy, value):
-        import tensorflow as tf
-
-        if isinstance(value, tf.distribute.DistributedValues):
-            return strategy.experimental_local_results(value)[0]
-        return value
-
-    def maybe_symbolic_build(self, iterator=None, data_batch=None):
-        strategy = self._distribute_strategy
-        if strategy is None or iterator is None or not multi_worker(strategy):
-            return build(self, iterator=iterator, data_batch=data_batch)
-        for _, _, it in iterator:
-            data_batch = tree.map_structure(functools.partial(local, strategy), next(it))
-            break
-        return build(self, data_batch=data_batch)
-
-    def reduce(values, strategy, reduction="auto"):
-        if reduction in ("auto", "mean") and multi_worker(strategy):
-            return tree.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
-        return reduce_per_replica(values, strategy, reduction)
-
-    tf_trainer.TensorFlowTrainer._maybe_symbolic_build = maybe_symbolic_build
-    tf_trainer.reduce_per_replica = reduce
-    tf_trainer._zoo_multiworker_patched = True
 
 
 @contextlib.contextmanager

@@ -28,6 +28,9 @@ import math
 import keras
 import numpy as np
 
+import zoo
+from zoo.training import plots
+
 RELU_LIKE = ("relu", "relu6")
 
 
@@ -230,7 +233,7 @@ def init_activation_stats(model_name, init, activation, batch=64, max_layers=8, 
     Returns:
         The ordered dict of `activation_stats` for the kept layers.
     """
-    import zoo
+
 
     keras.utils.set_random_seed(seed)
     model = zoo.create_model(model_name, kernel_initializer=init, activation=activation,
@@ -250,11 +253,7 @@ def plot_activation_histograms(rows, path, dpi=60):
         rows: {row label: `activation_stats` dict}.
         path: PNG path.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = plots.pyplot()
     ncols = max(len(stats) for stats in rows.values())
     fig, axes = plt.subplots(len(rows), ncols, figsize=(1.9 * ncols, 1.7 * len(rows)),
                              squeeze=False)
@@ -274,6 +273,4 @@ def plot_activation_histograms(rows, path, dpi=60):
             ax.set_title(f"{name}\nmean {s['mean']:.2g} std {s['std']:.2g}", fontsize=6)
         axes[r][0].set_ylabel(label, fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=dpi, format="png")
-    plt.close(fig)
-    return path
+    return plots.save_figure(fig, path, dpi=dpi)

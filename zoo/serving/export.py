@@ -20,20 +20,19 @@ The SavedModel has one signature, ``serve``: input ``images``, uint8, shape
 backend (`keras.export.ExportArchive`).
 """
 
-import json
 import os
 import shutil
 from pathlib import Path
 
 import keras
-import numpy as np
 from keras import ops
 
 from augment import datasets, pipelines
 from augment import layers as augment_layers
 from augment import tta as augment_tta
 from zoo import resolve
-from zoo.training import write_json
+from zoo.training import rundir
+from zoo.training.rundir import write_json
 
 SIGNATURE = "serve"
 INPUT_KEY = "images"
@@ -119,10 +118,11 @@ def read_settings(model_path):
         "crop_padding" (the training crop in pixels, 0 for none), "dataset",
         "model".
     """
-    path = Path(model_path).with_name("config.json")
-    if not path.is_file():
+    run = rundir.RunDir(Path(model_path).parent)
+    path = run.config_path
+    config = run.read_config()
+    if config is None:
         return None
-    config = json.loads(path.read_text())
     if "normalization" not in config:
         raise ValueError(f"{path} has no 'normalization' entry: "
                          "is it a training run's config.json?")

@@ -2,7 +2,7 @@
 
 The workflow of CS231n (Karpathy, "Babysitting the learning process", 2015-2017):
 check the initial loss, overfit a tiny subset, find a learning rate, then watch
-the training (`zoo.monitors`).
+the training (`zoo.training.monitors`).
 
 - `initial_loss_check`: with regularization off, a softmax classifier at
   initialization should predict nearly uniform probabilities, so its loss is
@@ -22,7 +22,9 @@ import math
 
 import keras
 
-from zoo import resolve, training
+from zoo import resolve
+from zoo.training import builder, plots
+from zoo.training import data as data_module
 
 # He-initialized zoo models start at 1.05 to 1.35 ln(C): their logits are not
 # tiny. A blown-up initialization gives many times ln(C).
@@ -62,7 +64,7 @@ def _compile(model, config, lr=None, optimizer=None):
     settings = dict(schedule="constant", warmup_epochs=0.0, lr=lr if lr is not None else config.lr)
     if optimizer:
         settings["optimizer"] = optimizer
-    training.compile_model(model, dataclasses.replace(config, **settings), steps_per_epoch=1)
+    builder.compile_model(model, dataclasses.replace(config, **settings), steps_per_epoch=1)
     return model
 
 
@@ -96,7 +98,7 @@ def initial_loss_check(config, x, y, num_classes, input_shape, batch=256):
     x, y = x[:batch], y[:batch]
     plain_config = _no_regularization(config)
     keras.utils.set_random_seed(config.seed)
-    plain = training.build_model(plain_config, num_classes, input_shape)
+    plain = builder.build_model(plain_config, num_classes, input_shape)
     loss = _first_step_loss(plain, x, y)
     expected = math.log(num_classes)
     ratio = loss / expected
@@ -114,7 +116,7 @@ def initial_loss_check(config, x, y, num_classes, input_shape, batch=256):
     reg = {"l1": config.l1, "l2": config.l2} if (config.l1 or config.l2) else {
         "l1": 0.0, "l2": DEFAULT_CHECK_L2}
     reg_config = dataclasses.replace(plain_config, **reg)
-    regularized = training.build_model(reg_config, num_classes, input_shape)
+    regularized = builder.build_model(reg_config, num_classes, input_shape)
     regularized.set_weights(plain.get_weights())
     reg_loss = _first_step_loss(regularized, x, y)
     values = {"loss": loss, "regularized_loss": reg_loss, **reg}
@@ -142,7 +144,7 @@ def overfit_check(config, x, y, num_classes, input_shape, examples=50, max_steps
     x, y = x[:examples], y[:examples]
     plain_config = _no_regularization(config)
     keras.utils.set_random_seed(config.seed)
-    model = training.build_model(plain_config, num_classes, input_shape)
+    model = builder.build_model(plain_config, num_classes, input_shape)
     if config.lr == "find":
         _compile(model, plain_config, lr=1e-3, optimizer="adam")
         lr_text = "adam lr=0.001"
@@ -175,14 +177,14 @@ def run_checks(config, data=None, examples=50, max_steps=300, log=print):
 
     Args:
         config: a `TrainConfig`.
-        data: the dict of `training.prepare_data(config)` (loaded if None).
+        data: the dict of `zoo.training.data.prepare_data(config)` (loaded if None).
         examples, max_steps: for `overfit_check`.
         log: where each result line goes (None for silence).
 
     Returns:
         The list of `CheckResult`s.
     """
-    data = data or training.prepare_data(config)
+    data = data or data_module.prepare_data(config)
     args = (data["x_train"], data["y_train"], data["num_classes"], data["input_shape"])
     results = initial_loss_check(config, *args)
     results.append(overfit_check(config, *args, examples=examples, max_steps=max_steps))
@@ -295,74 +297,15 @@ def find_lr(model, x, y, config, min_lr=1e-6, max_lr=10.0, num_steps=200, plot_p
                             test.smoothed + [float("nan")] * (len(test.lrs) - len(test.smoothed)),
                             min_lr, max_lr)
     if plot_path:
-        plot_lr_finder(result, plot_path)
+        plots.plot_lr_finder(result, plot_path)
     return result
 
 
 def find_lr_for_config(config, data=None, min_lr=1e-6, max_lr=10.0, num_steps=200,
                        plot_path=None):
     """Builds the config's model and runs `find_lr` on its training data."""
-    data = data or training.prepare_data(config)
+    data = data or data_module.prepare_data(config)
     keras.utils.set_random_seed(config.seed)
-    model = training.build_model(config, data["num_classes"], data["input_shape"])
+    model = builder.build_model(config, data["num_classes"], data["input_shape"])
     return find_lr(model, data["x_train"], data["y_train"], config, min_lr=min_lr,
                    max_lr=max_lr, num_steps=num_steps, plot_path=plot_path)
-
-
-def plot_lr_finder(result, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(result.lrs, result.losses, alpha=0.3, label="loss")
-    ax.plot(result.lrs, result.smoothed, label="smoothed loss")
-    ax.axvline(result.suggested_lr, color="C3", linestyle="--",
-               label=f"suggested lr {result.suggested_lr:.2g}")
-    ax.set_xscale("log")
-    finite = [v for v in result.smoothed if math.isfinite(v)]
-    if finite:
-        ax.set_ylim(min(finite) * 0.9, min(max(finite), 4 * finite[0]) * 1.1)
-    ax.set_xlabel("learning rate")
-    ax.set_ylabel("training loss")
-    ax.set_title("LR range test")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=80, format="png")
-    plt.close(fig)
-    return path
-
-
-
-# === Command line ===
-
-
-def parse_args(argv, add_arguments, description=None):
-    """The training scripts' flags (`zoo.cli.parse_config`) plus a script's own.
-
-    Args:
-        argv: command-line arguments (None: sys.argv).
-        add_arguments: called with an argparse parser to add the script's own flags.
-        description: the script's help text.
-
-    Returns:
-        (a validated `TrainConfig`, dict of the script's own flags, the parser of
-        the script's own flags for `parser.error`). Bad values exit at argument
-        parsing with the flag, the value and what is accepted.
-    """
-    import argparse
-    import sys
-
-    from zoo import cli
-
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if "-h" in argv or "--help" in argv:
-        parser = cli.build_parser(description=description)
-        add_arguments(parser.add_argument_group("this script"))
-        parser.parse_args(["--help"])
-    own = argparse.ArgumentParser(add_help=False)
-    add_arguments(own)
-    extras, rest = own.parse_known_args(argv)
-    return cli.parse_config(rest, description=description), vars(extras), own

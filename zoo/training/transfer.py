@@ -21,6 +21,7 @@ import numpy as np
 
 from zoo import resolve
 from zoo.base import output_dtype
+from zoo.training import optim
 
 HEAD = "predictions"
 
@@ -134,8 +135,8 @@ def finetune(model, x, y, x_test=None, y_test=None, num_classes=None, head_epoch
     freeze(new, "none")
 
     def compile_(rate):
-        opt = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD}[optimizer](rate)
-        new.compile(optimizer=opt, loss="categorical_crossentropy", metrics=["accuracy"])
+        new.compile(optimizer=optim.optimizer_by_name(optimizer, rate),
+                    loss="categorical_crossentropy", metrics=["accuracy"])
 
     report = {"trainable_params_head": _trainable_count(new)}
     compile_(lr)

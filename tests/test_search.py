@@ -1,4 +1,4 @@
-"""Hyperparameter search (zoo/tuning.py, scripts/tune.py) on tiny models and data."""
+"""Hyperparameter search (zoo/search/, zoo/cli/tune.py, scripts/tune.py) on tiny models and data."""
 
 import csv
 import gc
@@ -15,7 +15,10 @@ import keras_tuner as kt
 import numpy as np
 import pytest
 
-from zoo import tuning
+from zoo.cli import tune as tune_cli
+from zoo.search import space as search_space
+from zoo.search import tuners
+from zoo.search.hypermodel import ZooHyperModel
 from zoo.training import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,13 +43,13 @@ def random_hp(hypermodel, seed):
     return hp
 
 
-@pytest.mark.parametrize("family", tuning.FAMILIES)
+@pytest.mark.parametrize("family", search_space.families())
 def test_hypermodel_builds_sampled_models_and_trains_a_step(family):
     base = TrainConfig(**TINY)
-    hypermodel = tuning.ZooHyperModel(family, base, 10, (32, 32, 3), 2, scale="tiny",
+    hypermodel = ZooHyperModel(family, base, 10, (32, 32, 3), 2, scale="tiny",
                                       run_eagerly=True)
     hp = random_hp(hypermodel, seed=sum(map(ord, family)))
-    assert set(tuning.COMMON_SPACE) - {"momentum"} <= set(hp.values)
+    assert set(search_space.COMMON_SPACE) - {"momentum"} <= set(hp.values)
     model = hypermodel.build(hp)
     config = hypermodel.config_for(hp.values)
     v = hp.values
@@ -74,15 +77,15 @@ def test_hypermodel_builds_sampled_models_and_trains_a_step(family):
 def test_full_scale_spaces_name_the_registered_variants():
     seen = {}
     for depth in (20, 32, 44, 56):
-        name, options = tuning.arch_options("resnet", "full", {
+        name, options = search_space.search_model("resnet", "full", {
             "depth": depth, "width": 2.0, "stochastic_depth": 0.1, "zero_init_residual": True})
         seen[depth] = name
         assert options["widths"] == [32, 64, 128]
     assert seen == {20: "resnet20", 32: "resnet32", 44: "resnet44", 56: "resnet56"}
-    name, options = tuning.arch_options("vgg", "full", {"depth": 19, "width": 0.25,
+    name, options = search_space.search_model("vgg", "full", {"depth": 19, "width": 0.25,
                                                         "head_units": 256})
     assert name == "vgg19_cifar" and options["widths"] == [16, 32, 64, 128, 128]
-    space = tuning.search_space("alexnet")
+    space = search_space.search_space("alexnet")
     assert space["lr"].log and space["l2"].log and space["momentum"].when[0] == "optimizer"
     assert set(space["optimizer"].values) == {"momentum", "nesterov", "rmsprop", "adam"}
 
@@ -100,18 +103,18 @@ def search_dir(tmp_path_factory):
     each trial."""
     out = tmp_path_factory.mktemp("search") / "tune"
     counts = []
-    original = tuning._ZooTunerMixin.on_trial_end
+    original = tuners._ZooTunerMixin.on_trial_end
 
     def recording(self, trial):
         original(self, trial)
         counts.append(live_counts())
 
-    tuning._ZooTunerMixin.on_trial_end = recording
+    tuners._ZooTunerMixin.on_trial_end = recording
     try:
-        result = tuning.main(["--model", "resnet", "--max-trials", "4", "--out", str(out),
+        result = tune_cli.main(["--model", "resnet", "--max-trials", "4", "--out", str(out),
                               *TINY_FLAGS])
     finally:
-        tuning._ZooTunerMixin.on_trial_end = original
+        tuners._ZooTunerMixin.on_trial_end = original
     return out, result, counts
 
 
@@ -145,7 +148,7 @@ def test_memory_stays_flat_across_trials(search_dir):
 
 
 def test_refine_narrows_every_range_around_the_best_trials():
-    space = tuning.search_space("resnet", "tiny")
+    space = search_space.search_space("resnet", "tiny")
     rows = [
         {"stage": "coarse", "trial_id": str(i), "val_accuracy": acc, "optimizer": opt,
          "lr": lr, "momentum": 0.9 if opt != "adam" else None, "schedule": "cosine",
@@ -155,7 +158,7 @@ def test_refine_narrows_every_range_around_the_best_trials():
         for i, (acc, opt, lr, act) in enumerate([
             (0.9, "momentum", 0.01, "relu"), (0.8, "nesterov", 0.02, "elu"),
             (0.7, "momentum", 0.005, "relu"), (0.1, "adam", 0.3, "tanh")])]
-    refined = tuning.refine_space(space, rows, top_k=3)
+    refined = search_space.refine_space(space, rows, top_k=3)
     assert refined["lr"].low == pytest.approx(0.005 / 2) and refined["lr"].high == pytest.approx(0.04)
     assert refined["optimizer"].values == ("momentum", "nesterov")
     assert refined["activation"].values == ("relu", "elu")
@@ -167,11 +170,11 @@ def test_refine_narrows_every_range_around_the_best_trials():
 
 def test_refine_stage_samples_inside_the_narrowed_space(search_dir):
     out, _, _ = search_dir
-    result = tuning.main(["--out", str(out), "--refine", "--refine-top", "2", "--max-trials",
+    result = tune_cli.main(["--out", str(out), "--refine", "--refine-top", "2", "--max-trials",
                           "1", "--verbose", "0", "--run-eagerly"])
     search = json.loads((out / "search.json").read_text())
     assert [s["name"] for s in search["stages"]] == ["coarse", "fine1"]
-    space = tuning.space_from_json(search["stages"][1]["space"])
+    space = search_space.space_from_json(search["stages"][1]["space"])
     fine = [r for r in result["rows"] if r["stage"] == "fine1"]
     assert len(fine) == 1 and len(result["rows"]) == 5
     for name, p in space.items():
@@ -182,13 +185,13 @@ def test_refine_stage_samples_inside_the_narrowed_space(search_dir):
             assert p.low <= value <= p.high, name
         else:
             assert value in p.values, name
-    coarse = tuning.space_from_json(search["stages"][0]["space"])
+    coarse = search_space.space_from_json(search["stages"][0]["space"])
     assert space["lr"].high - space["lr"].low < coarse["lr"].high - coarse["lr"].low
 
 
 def test_best_trials_become_one_ensemble(search_dir):
     out, _, _ = search_dir
-    result = tuning.main(["--out", str(out), "--ensemble-top", "2"])["ensemble"]
+    result = tune_cli.main(["--out", str(out), "--ensemble-top", "2"])["ensemble"]
     path = out / "ensemble_top2.keras"
     assert result["path"] == str(path) and len(result["members"]) == 2
     ensemble = keras.saving.load_model(path)
@@ -214,7 +217,7 @@ def test_best_trials_become_one_ensemble(search_dir):
 def test_bad_flags_stop_at_argument_parsing(argv, message, tmp_path, capsys):
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     with pytest.raises(SystemExit) as exit_info:
-        tuning.parse_args(argv)
+        tune_cli.parse_args(argv)
     assert exit_info.value.code == 2
     assert message.replace("{tmp}", str(tmp_path)) in capsys.readouterr().err
 
@@ -239,7 +242,7 @@ def test_distributed_search_with_a_chief_and_two_workers(tmp_path, monkeypatch):
 
     def chief():
         try:
-            chief_result.update(tuning.main(argv))
+            chief_result.update(tune_cli.main(argv))
         except BaseException as err:  # reported by the assertion below
             chief_result["error"] = repr(err)
 

@@ -8,19 +8,19 @@ run resumes at the member it stopped in (which resumes at its epoch).
 """
 
 import dataclasses
-import json
 import time
-from pathlib import Path
 
 import keras
 
-from ensembles.combine import EnsembleModel
-from zoo import training
+from ensembles import EnsembleModel
+from zoo.training import data as data_module
+from zoo.training import evaluate, loop
+from zoo.training.rundir import RunDir
 
 
 def member_config(config, index):
     return dataclasses.replace(config, ensemble=None, member_index=None,
-                               out=str(Path(config.out) / f"member_{index}"),
+                               out=str(RunDir(config.out).member(index).path),
                                init_seed=config.seed + index)
 
 
@@ -29,36 +29,33 @@ def train_independent(config):
     model.keras (one EnsembleModel), config.json and metrics.json with the
     per-member and ensemble test figures. Returns the metrics."""
     if config.member_index is not None:  # one member as its own job
-        return training.train(member_config(config, config.member_index))
+        return loop.train_run(member_config(config, config.member_index))
     start = time.perf_counter()
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
+    run = RunDir(config.out).create()
     member_metrics = []
     for index in range(config.members):
         member = member_config(config, index)
-        finished = (Path(member.out) / "metrics.json").exists() \
-            and not (Path(member.out) / "backup").exists()
-        if finished and not config.overwrite:
-            member_metrics.append(json.loads((Path(member.out) / "metrics.json").read_text()))
+        member_run = RunDir(member.out)
+        if member_run.is_finished() and not config.overwrite:
+            member_metrics.append(member_run.read_metrics())
         else:
-            member_metrics.append(training.train(member))
+            member_metrics.append(loop.train_run(member))
         keras.backend.clear_session()
 
-    data = training.prepare_data(config)
-    members = [keras.saving.load_model(Path(member_config(config, k).out) / "model.keras",
-                                       compile=False) for k in range(config.members)]
+    data = data_module.prepare_data(config)
+    members = [keras.saving.load_model(run.member(k).model_path, compile=False)
+               for k in range(config.members)]
     ensemble = EnsembleModel(members, method=config.ensemble_method, name="ensemble")
-    summary = training.summarize_ensemble(ensemble, config, data, member_metrics[0])
-    test_loss, test_accuracy, tta_accuracy = training.evaluate_test(ensemble, config, data)
-    training.save_model_atomically(ensemble, out / "model.keras")
-    training.write_json(out / "config.json", {
-        **dataclasses.asdict(config), "num_classes": data["num_classes"],
-        "input_shape": data["input_shape"],
-        "normalization": {"mean": data["mean"], "std": data["std"]},
-        "data_source": data["source"], "members_out": [member_config(config, k).out
-                                                       for k in range(config.members)],
-        "backend": keras.backend.backend(), "keras_version": keras.__version__,
-    })
+    summary = evaluate.summarize_ensemble(ensemble, config, data, member_metrics[0])
+    test_loss, test_accuracy, tta_accuracy = evaluate.evaluate_test(ensemble, config, data)
+    run.save_model(ensemble)
+    run.write_config(
+        config, num_classes=data["num_classes"], input_shape=data["input_shape"],
+        normalization={"mean": data["mean"], "std": data["std"]},
+        data_source=data["source"],
+        members_out=[str(run.member(k).path) for k in range(config.members)],
+        backend=keras.backend.backend(), keras_version=keras.__version__,
+    )
     metrics = {
         "model": config.model, "dataset": config.dataset, "data_source": data["source"],
         "test_loss": test_loss, "test_accuracy": test_accuracy, "test_error": 1.0 - test_accuracy,
@@ -71,5 +68,5 @@ def train_independent(config):
         "ensemble": {**summary, "member_test_accuracy": [m["test_accuracy"]
                                                          for m in member_metrics]},
     }
-    training.write_json(out / "metrics.json", metrics)
+    run.write_metrics(metrics)
     return metrics

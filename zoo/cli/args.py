@@ -1,0 +1,143 @@
+"""What every script's command line shares: argparse types whose errors name the
+value and what is accepted, one way to stop with an error, quiet start-up.
+
+argparse prefixes a type's message with the flag, so a bad value reads
+`argument --epochs: '0' is not accepted; expected an integer >= 1`.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+# TensorFlow's C++ start-up lines (cuInit, cpu_feature_guard, "Could not find
+# cuda drivers") at level 0-1; warnings and errors stay visible at 2.
+QUIET_TF_LOG_LEVEL = "2"
+
+
+def quiet_tensorflow():
+    """Hides TensorFlow's and absl's start-up noise unless the user chose a log
+    level: call it before TensorFlow loads (every script does, first thing)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", QUIET_TF_LOG_LEVEL)
+
+
+def fail(message, code=2):
+    """Stops a script with `error: message` on stderr and exit status `code`,
+    without a traceback (the message says what to change)."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Flag defaults in the help, and the script's docstring as written."""
+
+
+def _rejected(text, accepted):
+    return argparse.ArgumentTypeError(f"{text!r} is not accepted; expected {accepted}")
+
+
+def integer(minimum=None):
+    """An argparse type: an integer, at least `minimum`."""
+    accepted = "an integer" + (f" >= {minimum}" if minimum is not None else "")
+
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise _rejected(text, accepted) from None
+        if minimum is not None and value < minimum:
+            raise _rejected(text, accepted)
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
+positive_int = integer(1)
+nonnegative_int = integer(0)
+
+
+def number(low=None, low_open=False, high=None, high_open=False):
+    """An argparse type: a finite number within the given bounds."""
+    bounds = []
+    if low is not None:
+        bounds.append(f"{'>' if low_open else '>='} {low:g}")
+    if high is not None:
+        bounds.append(f"{'<' if high_open else '<='} {high:g}")
+    accepted = "a number" + (" " + " and ".join(bounds) if bounds else "")
+
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise _rejected(text, accepted) from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise _rejected(text, accepted)
+        if low is not None and (value < low or (low_open and value == low)):
+            raise _rejected(text, accepted)
+        if high is not None and (value > high or (high_open and value == high)):
+            raise _rejected(text, accepted)
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+any_number = number()
+positive_number = number(0.0, low_open=True)
+
+
+def choice(option, choices):
+    """An argparse type: one of `choices` (named `option` in the message)."""
+    def parse(text):
+        if text not in choices:
+            raise _rejected(text, "one of " + ", ".join(map(str, choices)))
+        return text
+
+    parse.__name__ = option
+    return parse
+
+
+def learning_rate(text):
+    """A positive number, or 'find' (the LR range test)."""
+    if text.strip().lower() == "find":
+        return "find"
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not value > 0:
+        raise _rejected(text, "a number > 0 or 'find' (LR range test)")
+    return value
+
+
+def epochs_list(text):
+    """Comma-separated epochs such as 30,60."""
+    try:
+        return tuple(float(m) for m in text.split(",") if m.strip())
+    except ValueError:
+        raise _rejected(text, "comma-separated epochs such as 30,60") from None
+
+
+def int_list(text):
+    """Comma-separated distinct non-negative integers such as 5,6,7."""
+    try:
+        values = [int(c) for c in text.split(",") if c.strip()]
+    except ValueError:
+        values = []
+    if not values or len(set(values)) != len(values) or min(values) < 0:
+        raise _rejected(text, "distinct non-negative integers such as 5,6,7,8,9")
+    return values
+
+
+def key_value(text):
+    """KEY=VALUE; the value is parsed as JSON (numbers, lists, true/false) or
+    kept as a string (pooling=avg)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.isidentifier():
+        raise _rejected(text, "KEY=VALUE such as zero_init_residual=true")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key, value

@@ -1,0 +1,1 @@
+"""Serving trained models: exports that hold the whole inference path (`export`)."""

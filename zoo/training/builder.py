@@ -1,0 +1,37 @@
+"""The model a `TrainConfig` names, compiled with its optimizer, loss and XLA choice."""
+
+import keras
+
+import zoo
+from zoo.training import optim
+
+
+def build_model(config, num_classes, input_shape):
+    """The zoo model a config names; None options keep the model's defaults."""
+    regularizer = {"l1": config.l1, "l2": config.l2} if (config.l1 or config.l2) else None
+    return zoo.create_model(
+        config.model, num_classes=num_classes, input_shape=input_shape,
+        activation=config.activation, kernel_initializer=config.init,
+        batch_norm=config.batch_norm, kernel_regularizer=regularizer, dropout=config.dropout,
+        **config.model_options,
+    )
+
+
+def resolve_jit(choice):
+    """`auto` is off on a CPU-only machine, where XLA made training slower in
+    `scripts/bench_models.py` (see docs/benchmarks.md), and Keras' own choice elsewhere."""
+    if choice == "auto":
+        on_cpu_only = all(d.startswith("cpu") for d in keras.distribution.list_devices())
+        return False if on_cpu_only else "auto"
+    return choice == "on"
+
+
+def compile_model(model, config, steps_per_epoch):
+    """Compiles with the config's optimizer and schedule, cross-entropy (with its
+    label smoothing) and accuracy."""
+    model.compile(
+        optimizer=optim.make_optimizer(config, steps_per_epoch),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+        metrics=["accuracy"],
+        jit_compile=resolve_jit(config.jit_compile),
+    )

@@ -1,0 +1,188 @@
+"""`TrainConfig`: every setting of a training run, validated, with a JSON round-trip.
+
+It is what a run's `config.json` stores (`zoo.training.rundir` writes it,
+beside the data facts the run found); `TrainConfig.from_dict` reads it back,
+so the schema lives in one place.
+"""
+
+import dataclasses
+
+import keras
+
+import ensembles
+import zoo
+from augment import datasets, pipelines
+from augment import tta as augment_tta
+from ensembles import averaging, snapshot
+from zoo import resolve
+from zoo.training import distribute
+
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
+SCHEDULES = ("constant", "step", "exponential", "cosine", "cosine_restarts")
+JIT_CHOICES = ("auto", "on", "off")
+ENSEMBLES = ("independent", "snapshot")
+TUPLE_FIELDS = ("lr_milestones", "classes")  # JSON has lists; the config keeps tuples
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Every setting of a training run; units are in the comments."""
+
+    model: str = "lenet5"
+    dataset: str = "mnist"
+    data_dir: str | None = None
+    classes: tuple | None = None           # keep these labels, renumbered 0..k-1
+    out: str = "runs/lenet5_mnist"
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: str = "momentum"
+    lr: float | str = 0.01                 # peak learning rate, or "find" (LR range test)
+    momentum: float = 0.9                  # for momentum / nesterov / rmsprop
+    schedule: str = "constant"
+    warmup_epochs: float = 0.0             # linear warmup from 0 to lr, in epochs
+    lr_milestones: tuple = ()              # step: epochs at which lr *= lr_gamma
+    lr_gamma: float = 0.1                  # step / exponential multiplier
+    lr_decay_epochs: float = 1.0           # exponential: epochs per lr_gamma factor
+    restart_epochs: float = 10.0           # cosine_restarts: length of the first cycle
+    weight_decay: float = 0.0              # decoupled (optimizer) weight decay
+    label_smoothing: float = 0.0
+    activation: str | None = None          # None keeps the model's default
+    init: str | None = None
+    batch_norm: bool | None = None
+    l1: float = 0.0                        # kernel penalty l1 * sum|w|
+    l2: float = 0.0                        # kernel penalty l2 * sum w^2
+    dropout: float | None = None
+    model_options: dict = dataclasses.field(default_factory=dict)
+    image_size: int | None = None          # zero-pad images to this side (e.g. MNIST 28 -> 32)
+    augment: str = "none"                  # preset, augment.pipelines.PRESET_NAMES
+    augment_options: dict = dataclasses.field(default_factory=dict)  # AugmentSpec overrides
+    augment_device: str = "host"           # host: tf.data pipeline; device: in the train step
+    tta: str | None = None                 # test-time views (augment.tta.VIEWS) for a 2nd test
+    ensemble: str | None = None            # independent | snapshot (ensembles/)
+    members: int = 5                       # M: independent models, or snapshot cycles
+    keep: int | None = None                # snapshot: ensemble of the last m snapshots (all)
+    ensemble_method: str = "soft"          # ensembles.METHODS
+    ema: float | None = None               # Polyak/EMA decay of the weights, e.g. 0.999
+    swa_start: int | None = None           # SWA: average weights from this epoch's end on
+    swa_lr: float | None = None            # SWA: constant lr from swa_start on (None: schedule)
+    init_seed: int | None = None           # weights/shuffling seed (None: seed; members: +k)
+    member_index: int | None = None        # independent: train only member k (its own job)
+    val_split: float = 0.1                 # fraction of the training split held out
+    limit_train: int | None = None
+    limit_test: int | None = None
+    seed: int = 0
+    early_stopping: int | None = None      # patience in epochs
+    tensorboard: bool = False
+    check: bool = False                    # sanity checks before training (babysit)
+    monitor: bool = False                  # training monitors in the logs (monitors)
+    jit_compile: str = "auto"              # auto: off on CPU, Keras' choice on accelerators
+    precision: str = "float32"             # or mixed_float16 / mixed_bfloat16 (distribute)
+    strategy: str = "none"                 # data parallel: mirrored / multiworker (distribute)
+    verbose: int = 2
+    overwrite: bool = False
+
+    # === JSON round-trip ===
+
+    def to_dict(self):
+        """The settings as plain JSON-able values (tuples become lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v
+                for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values, strict=False):
+        """A config from `to_dict()` output or a run's `config.json` (whose extra
+        entries, the data facts, are ignored unless `strict`)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if strict and unknown:
+            raise resolve.bad_option("config", unknown[0], "one of " + ", ".join(sorted(names)))
+        settings = {k: v for k, v in values.items() if k in names}
+        for key in TUPLE_FIELDS:
+            if settings.get(key) is not None:
+                settings[key] = tuple(settings[key])
+        return cls(**settings)
+
+    # === Validation ===
+
+    def validate(self):
+        """Raises ValueError naming the option, value and what is accepted."""
+        resolve.check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        resolve.check_choice("schedule", self.schedule, SCHEDULES)
+        resolve.check_choice("jit_compile", self.jit_compile, JIT_CHOICES)
+        distribute.validate(self)
+        resolve.check_choice("model", self.model, tuple(zoo.list_models()))
+        resolve.check_choice("dataset", self.dataset, tuple(datasets.list_datasets()))
+        spec = pipelines.resolve_spec(self.augment, self.augment_options)
+        resolve.check_choice("augment_device", self.augment_device, pipelines.DEVICES)
+        if self.tta is not None:
+            augment_tta.check_views(self.tta)
+        self._validate_averaging()
+        if (spec != pipelines.PRESETS["none"] and self.augment_device == "host"
+                and keras.backend.backend() != "tensorflow"):
+            raise resolve.bad_option("augment_device", "host", (
+                f"'device' under KERAS_BACKEND={keras.backend.backend()} (the tf.data "
+                "pipeline runs the augmentation with the TensorFlow backend)"))
+        for name in ("epochs", "batch_size", "seed"):
+            resolve.check_positive_int(name, getattr(self, name), minimum=0 if name == "seed" else 1)
+        for name in ("limit_train", "limit_test", "image_size", "early_stopping"):
+            if getattr(self, name) is not None:
+                resolve.check_positive_int(name, getattr(self, name))
+        if self.lr != "find":
+            resolve.check_number("lr", self.lr, low=0.0, low_open=True)
+        for name in ("weight_decay", "l1", "l2", "warmup_epochs"):
+            resolve.check_number(name, getattr(self, name), low=0.0)
+        for name in ("lr_decay_epochs", "restart_epochs", "lr_gamma"):
+            resolve.check_number(name, getattr(self, name), low=0.0, low_open=True)
+        for name in ("momentum", "label_smoothing", "val_split"):
+            resolve.check_rate(name, getattr(self, name))
+        if self.warmup_epochs >= self.epochs:
+            raise resolve.bad_option("warmup_epochs", self.warmup_epochs,
+                                     f"fewer than epochs={self.epochs}")
+        milestones = list(self.lr_milestones)
+        if any(not 0 < m < self.epochs for m in milestones) or milestones != sorted(set(milestones)):
+            raise resolve.bad_option("lr_milestones", self.lr_milestones,
+                                     f"increasing epochs between 0 and epochs={self.epochs}")
+        if self.schedule == "step" and not milestones:
+            raise resolve.bad_option("lr_milestones", self.lr_milestones,
+                                     "at least one epoch when schedule='step'")
+        return self
+
+    def _validate_averaging(self):
+        if self.ensemble is not None:
+            resolve.check_choice("ensemble", self.ensemble, ENSEMBLES)
+        resolve.check_positive_int("members", self.members)
+        resolve.check_choice("ensemble_method", self.ensemble_method, ensembles.METHODS)
+        if self.ensemble == "snapshot":
+            snapshot.check_cycles(self.epochs, self.members, self.keep)
+            if self.swa_start is not None:
+                raise resolve.bad_option("swa_start", self.swa_start,
+                                         "None with ensemble='snapshot' (both set the schedule)")
+            if self.warmup_epochs:
+                raise resolve.bad_option("warmup_epochs", self.warmup_epochs,
+                                         "0 with ensemble='snapshot' (cycles start at the top)")
+        elif self.keep is not None:
+            raise resolve.bad_option("keep", self.keep, "None unless ensemble='snapshot'")
+        if self.member_index is not None:
+            if self.ensemble != "independent":
+                raise resolve.bad_option("member_index", self.member_index,
+                                         "None unless ensemble='independent'")
+            resolve.check_positive_int("member_index", self.member_index, minimum=0)
+            if self.member_index >= self.members:
+                raise resolve.bad_option("member_index", self.member_index,
+                                         f"an index below members={self.members}")
+        if self.ema is not None:
+            averaging.check_decay(self.ema)
+            if self.swa_start is not None:
+                raise resolve.bad_option("swa_start", self.swa_start,
+                                         "None with ema (choose one kind of weight averaging)")
+        if self.swa_start is not None:
+            resolve.check_positive_int("swa_start", self.swa_start)
+            if self.swa_start > self.epochs:
+                raise resolve.bad_option("swa_start", self.swa_start,
+                                         f"an epoch between 1 and epochs={self.epochs}")
+        if self.swa_lr is not None:
+            if self.swa_start is None:
+                raise resolve.bad_option("swa_lr", self.swa_lr, "None unless swa_start is set")
+            resolve.check_number("swa_lr", self.swa_lr, low=0.0, low_open=True)
+        if self.init_seed is not None:
+            resolve.check_positive_int("init_seed", self.init_seed, minimum=0)
