@@ -23,8 +23,9 @@ Where the data comes from, in order:
 standard deviation for zero-centering come from the training split only
 (``channel_stats``), as in AlexNet and VGG.
 
-This module needs only numpy and PIL; keras is imported only to download, so it
-works under any Keras backend (``KERAS_BACKEND=jax`` included).
+This module needs numpy, PIL and the project's error format (`zoo.resolve`);
+keras.datasets is used only to download, and any Keras backend works
+(``KERAS_BACKEND=jax`` included).
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from zoo.resolve import bad_option
 
 DATA_DIR_ENV = "ZOO_DATA_DIR"
 
@@ -178,18 +181,12 @@ def load_dataset(
     """
     key = str(name).strip().lower().replace("-", "_")
     if key not in _LOADERS:
-        raise ValueError(
-            f"Unknown dataset: dataset={name!r}. "
-            f"Accepted names: {', '.join(list_datasets())}."
-        )
+        raise bad_option("dataset", name, "one of " + ", ".join(list_datasets()))
     if label_mode not in LABEL_MODES:
-        raise ValueError(
-            f"label_mode must be one of {', '.join(LABEL_MODES)}. "
-            f"Received: label_mode={label_mode!r}."
-        )
+        raise bad_option("label_mode", label_mode, "one of " + ", ".join(LABEL_MODES))
     for arg, value in (("limit_train", limit_train), ("limit_test", limit_test)):
         if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
-            raise ValueError(f"{arg} must be a positive integer. Received: {arg}={value!r}.")
+            raise bad_option(arg, value, "an integer >= 1")
     if data_dir is None and key != "folder":
         data_dir = os.environ.get(DATA_DIR_ENV) or None
     options = dict(
@@ -221,7 +218,7 @@ def channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
     x = np.asarray(x)
     if x.ndim < 2 or x.size == 0:
-        raise ValueError(f"channel_stats needs a non-empty array (N, ..., C). Received shape {x.shape}.")
+        raise bad_option("x", f"an array shaped {x.shape}", "a non-empty array (N, ..., C)")
     channels = x.shape[-1]
     total = np.zeros(channels, np.float64)
     total_sq = np.zeros(channels, np.float64)
@@ -275,10 +272,11 @@ def pad_to(x: np.ndarray, size: int) -> np.ndarray:
     """
     x = np.asarray(x)
     if x.ndim < 3:
-        raise ValueError(f"pad_to needs images shaped (..., H, W, C). Received shape {x.shape}.")
+        raise bad_option("x", f"an array shaped {x.shape}", "images shaped (..., H, W, C)")
     height, width = x.shape[-3], x.shape[-2]
     if height > size or width > size:
-        raise ValueError(f"Cannot pad {height}x{width} images to {size}x{size}: larger than size={size}.")
+        raise bad_option("image_size", size, f"at least the images' {height}x{width}: padding "
+                         "cannot shrink an image")
     top, left = (size - height) // 2, (size - width) // 2
     pad = [(0, 0)] * (x.ndim - 3)
     pad += [(top, size - height - top), (left, size - width - left), (0, 0)]
@@ -331,7 +329,8 @@ def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
     """
     array = np.ascontiguousarray(array)
     if array.dtype != np.uint8 or not 1 <= array.ndim <= 255:
-        raise ValueError(f"write_idx needs a uint8 array; received {array.dtype} of shape {array.shape}.")
+        raise bad_option("array", f"{array.dtype} of shape {array.shape}",
+                         "a uint8 array of 1 to 255 dimensions")
     data = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, ">u4").tobytes() + array.tobytes()
     path = Path(path)
     with open(path, "wb") as f:
@@ -413,15 +412,11 @@ def _load_synthetic(data_dir, *, seed=0, image_shape=(32, 32, 3), num_classes=10
     """Class templates (smooth random patterns) plus Gaussian noise."""
     shape = tuple(image_shape)
     if len(shape) != 3 or min(shape) < 1:
-        raise ValueError(
-            f"image_shape must be (height, width, channels) > 0. Received: image_shape={image_shape!r}."
-        )
+        raise bad_option("image_shape", image_shape, "(height, width, channels), all > 0")
     if num_classes < 1:
-        raise ValueError(f"num_classes must be positive. Received: num_classes={num_classes!r}.")
+        raise bad_option("num_classes", num_classes, "an integer >= 1")
     if len(synthetic_size) != 2 or min(synthetic_size) < 1:
-        raise ValueError(
-            f"synthetic_size must be two positive counts. Received: synthetic_size={synthetic_size!r}."
-        )
+        raise bad_option("synthetic_size", synthetic_size, "two positive counts (train, test)")
     height, width, channels = shape
     grid = 4  # templates vary on a 4x4 grid, upsampled to the image size
     coarse = np.random.default_rng([seed, 0]).normal(size=(num_classes, grid, grid, channels))
@@ -443,15 +438,14 @@ def _load_synthetic(data_dir, *, seed=0, image_shape=(32, 32, 3), num_classes=10
 
 def _load_folder(data_dir, *, seed=0, image_shape=(32, 32, 3), **options):
     if data_dir is None:
-        raise ValueError("dataset='folder' needs data_dir (--data-dir): a folder of class sub-folders.")
+        raise bad_option("data_dir", None, "a folder of class sub-folders (--data-dir) for "
+                         "dataset='folder'")
     root = Path(data_dir).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(f"Data directory {root} does not exist.")
     height, width, channels = tuple(image_shape)
     if channels not in (1, 3):
-        raise ValueError(
-            f"folder images are read with 1 or 3 channels. Received: image_shape={image_shape!r}."
-        )
+        raise bad_option("image_shape", image_shape, "1 or 3 channels for dataset='folder'")
     test_dir = next((root / d for d in ("test", "val") if (root / d).is_dir()), None)
     if (root / "train").is_dir() or test_dir is not None:
         if test_dir is None or not (root / "train").is_dir():
@@ -514,8 +508,8 @@ def _select_classes(ds, classes):
     classes = [int(c) for c in classes]
     if not classes or len(set(classes)) != len(classes) or not all(
             0 <= c < ds.num_classes for c in classes):
-        raise ValueError(f"classes={list(classes)!r} is not accepted; expected distinct labels "
-                         f"in [0, {ds.num_classes}) of {ds.name}")
+        raise bad_option("classes", list(classes),
+                         f"distinct labels in [0, {ds.num_classes}) of {ds.name}")
     remap = np.full(ds.num_classes, -1, np.int64)
     remap[classes] = np.arange(len(classes))
     for split in ("train", "test"):

@@ -21,14 +21,11 @@ import keras
 import numpy as np
 from keras import ops
 
+from zoo.resolve import bad_option
+
 PACKAGE = "augment"
 # Images used to estimate the RGB covariance for PCA lighting (a seeded subset).
 PCA_SAMPLE_IMAGES = 10_000
-
-
-def bad_option(option, value, accepted):
-    """The project's error format: option, value received, what is accepted."""
-    return ValueError(f"{option}={value!r} is not accepted; expected {accepted}")
 
 
 def _unpack(data):

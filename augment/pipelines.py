@@ -33,6 +33,7 @@ import keras
 import numpy as np
 
 from augment import layers
+from zoo.resolve import bad_option
 
 PRESET_NAMES = ("none", "standard", "alexnet", "strong", "mixup", "cutmix")
 DEVICES = ("host", "device")
@@ -72,18 +73,18 @@ class AugmentSpec:
     def validate(self):
         """Raises ValueError naming the option, the value and what is accepted."""
         if self.flip not in (None, True, False):
-            raise layers.bad_option("flip", self.flip, "True, False or None (auto)")
+            raise bad_option("flip", self.flip, "True, False or None (auto)")
         for name, high in (("crop_padding", 64), ("randaugment", RANDAUGMENT_MAX_OPS)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= high:
-                raise layers.bad_option(name, value, f"an integer in [0, {high}] (0 turns it off)")
+                raise bad_option(name, value, f"an integer in [0, {high}] (0 turns it off)")
         checks = (("pca_lighting", 0.0, 10.0), ("erasing", 0.0, 1.0), ("mixup", 0.0, 100.0),
                   ("cutmix", 0.0, 1.0))
         for name, low, high in checks:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
                     math.isfinite(value) and low <= value <= high):
-                raise layers.bad_option(name, value, f"a number in [{low}, {high}] (0 turns it off)")
+                raise bad_option(name, value, f"a number in [{low}, {high}] (0 turns it off)")
         return self
 
 
@@ -107,11 +108,11 @@ def resolve_spec(preset="none", options=None):
             it, the value and what is accepted.
     """
     if preset not in PRESETS:
-        raise layers.bad_option("augment", preset, f"one of {', '.join(PRESET_NAMES)}")
+        raise bad_option("augment", preset, f"one of {', '.join(PRESET_NAMES)}")
     options = {k: v for k, v in (options or {}).items() if v is not None or k == "flip"}
     unknown = sorted(set(options) - set(OPTION_NAMES))
     if unknown:
-        raise layers.bad_option("augment option", unknown[0], f"one of {', '.join(OPTION_NAMES)}")
+        raise bad_option("augment option", unknown[0], f"one of {', '.join(OPTION_NAMES)}")
     return dataclasses.replace(PRESETS[preset], **options).validate()
 
 
@@ -169,7 +170,7 @@ def build_augmenter(spec, *, mean, std, image_shape, dataset=None, pca_stats=Non
                                           name="pca_lighting"))
     if spec.randaugment:
         if image_shape[-1] != 3:
-            raise layers.bad_option("randaugment", spec.randaugment,
+            raise bad_option("randaugment", spec.randaugment,
                                     f"0 for {image_shape[-1]}-channel images (RandAugment's "
                                     "colour operations need RGB)")
         stack.append(keras.layers.RandAugment(value_range=(0, 255), num_ops=spec.randaugment,
@@ -233,14 +234,14 @@ def make_dataset(images, labels, augmenter=None, *, batch_size=128, shuffle=True
     import tensorflow as tf
 
     if keras.backend.backend() != "tensorflow" and augmenter is not None:
-        raise layers.bad_option(
+        raise bad_option(
             "augment_device", "host",
             f"'device' under KERAS_BACKEND={keras.backend.backend()} (the tf.data pipeline runs "
             "the stack with the TensorFlow backend)")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise layers.bad_option("batch_size", batch_size, "an integer >= 1")
+        raise bad_option("batch_size", batch_size, "an integer >= 1")
     if jit_compile not in (True, False):
-        raise layers.bad_option("jit_compile", jit_compile, "True or False")
+        raise bad_option("jit_compile", jit_compile, "True or False")
     images = np.asarray(images)
     arrays = (images,) if labels is None else (images, np.asarray(labels, np.float32))
     if cache if cache is not None else sum(a.nbytes for a in arrays) < CACHE_LIMIT_BYTES:

@@ -18,6 +18,7 @@ import keras
 from keras import ops
 
 from augment import layers
+from zoo.resolve import bad_option
 
 VIEWS = ("identity", "flip", "5crop", "10crop")
 NUM_VIEWS = {"identity": 1, "flip": 2, "5crop": 5, "10crop": 10}
@@ -25,7 +26,7 @@ NUM_VIEWS = {"identity": 1, "flip": 2, "5crop": 5, "10crop": 10}
 
 def check_views(views):
     if views not in VIEWS:
-        raise layers.bad_option("tta", views, f"one of {', '.join(VIEWS)}")
+        raise bad_option("tta", views, f"one of {', '.join(VIEWS)}")
     return views
 
 
@@ -83,7 +84,7 @@ class TTAModel(keras.Model):
     def __init__(self, model, views="flip", padding=4, fill_value=0.0, **kwargs):
         check_views(views)
         if isinstance(padding, bool) or not isinstance(padding, int) or padding < 1:
-            raise layers.bad_option("tta_padding", padding, "an integer >= 1 (pixels)")
+            raise bad_option("tta_padding", padding, "an integer >= 1 (pixels)")
         super().__init__(**kwargs)
         self.model = model
         self.views = views

@@ -80,7 +80,8 @@ def test_list_datasets():
 
 
 def test_unknown_dataset_names_option_value_and_choices():
-    with pytest.raises(ValueError, match="dataset='imagenet'") as info:
+    with pytest.raises(ValueError, match="dataset='imagenet' is not accepted; expected one of") \
+            as info:
         load_dataset("imagenet")
     assert "mnist_sample" in str(info.value) and "cifar100" in str(info.value)
 
@@ -396,7 +397,8 @@ def test_pad_to():
     assert (padded[:, 2:30, 2:30] == 7).all() and padded.sum() == x.sum()
     assert pad_to(np.ones((5, 3, 2), np.float32), 6).shape == (6, 6, 2)
     assert pad_to(x, 28).shape == x.shape
-    with pytest.raises(ValueError, match="larger"):
+    with pytest.raises(ValueError, match=r"image_size=27 is not accepted; expected at least "
+                                         r"the images' 28x28"):
         pad_to(x, 27)
 
 

@@ -35,8 +35,7 @@ def load_script(name):
 
 
 def ensemble_of(members):
-    """`ensembles.EnsembleModel` (soft voting) when the ensembles package has it,
-    else the equivalent functional average (`zoo.export.average_models`)."""
+    """`ensembles.EnsembleModel` (soft voting), as `export.average_models` builds it."""
     return export.average_models(members, name="ensemble")
 
 

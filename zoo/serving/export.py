@@ -27,9 +27,11 @@ from pathlib import Path
 import keras
 from keras import ops
 
+import zoo  # noqa: F401  (registers the models and layers for load_model)
 from augment import datasets, pipelines
 from augment import layers as augment_layers
 from augment import tta as augment_tta
+from ensembles import EnsembleModel
 from zoo import resolve
 from zoo.training import rundir
 from zoo.training.rundir import write_json
@@ -96,12 +98,6 @@ def load_model(path):
     """A `.keras` zoo model, TTA wrapper or ensemble (registers the project's
     classes). An `augment.AugmentedModel` (`checkpoints/best.keras` of an
     on-device augmentation run, uint8 in) gives its zoo model (normalized in)."""
-    import zoo  # noqa: F401  (registers the models and layers)
-
-    try:
-        import ensembles  # noqa: F401  (registers ensemble classes, when there are any)
-    except ImportError:
-        pass
     path = Path(path)
     if not path.is_file():
         raise resolve.bad_option("model", str(path), "an existing .keras file")
@@ -138,21 +134,8 @@ def read_settings(model_path):
 
 
 def average_models(models, name="ensemble"):
-    """Soft voting over `models` as one keras model (`ensembles.EnsembleModel`
-    when the ensembles package provides it, else a functional average)."""
-    try:
-        from ensembles import EnsembleModel
-    except ImportError:
-        EnsembleModel = None
-    if EnsembleModel is not None:
-        return EnsembleModel(list(models), method="soft", name=name)
-    shapes = {tuple(m.input_shape[1:]) for m in models}
-    if len(shapes) != 1:
-        raise resolve.bad_option("models", [m.name for m in models],
-                                 f"members with one input shape; received {sorted(shapes)}")
-    inputs = keras.Input(shapes.pop(), name="images")
-    outputs = keras.layers.Average(name="soft_vote")([m(inputs) for m in models])
-    return keras.Model(inputs, outputs, name=name)
+    """Soft voting over `models` as one keras model (`ensembles.EnsembleModel`)."""
+    return EnsembleModel(list(models), method="soft", name=name)
 
 
 def model_input_shape(model):
