@@ -563,10 +563,36 @@ def _load_idx_dir(name, data_dir, class_names):
     return _make(name, num_classes=10, source=str(root), class_names=class_names, **arrays)
 
 
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickles what the CIFAR batches hold (dicts, lists, bytes, numbers and
+    numpy arrays) and nothing else: a pickle may otherwise call any function,
+    so a malicious file in --data-dir could run code. Any other global is
+    refused with the file and the name."""
+
+    ALLOWED = {
+        ("numpy", "ndarray"), ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+        ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+        ("_codecs", "encode"),  # bytes pickled by Python 3 at protocol 2
+    }
+
+    def find_class(self, module, name):
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(
+            f"refusing to load {module}.{name}: a CIFAR batch holds only arrays, lists, "
+            "dicts, bytes and numbers")
+
+
 def _read_pickle(path):
-    """Loads a CIFAR pickle (python 2 or 3), decoding bytes keys to str."""
-    with open(path, "rb") as f:
-        data = pickle.load(f, encoding="bytes")
+    """Loads a CIFAR pickle (python 2 or 3) with `_CifarUnpickler`, decoding bytes
+    keys to str."""
+    try:
+        with open(path, "rb") as f:
+            data = _CifarUnpickler(f, encoding="bytes").load()
+    except pickle.UnpicklingError as err:
+        raise ValueError(f"{path} is not accepted as a CIFAR batch: {err}") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path} is not a CIFAR pickle (no dict inside).")
     return {k.decode() if isinstance(k, bytes) else k: v for k, v in data.items()}

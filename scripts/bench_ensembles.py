@@ -90,11 +90,10 @@ def run_config(args, method, seed):
 def run(config):
     from keras import backend
 
-    from zoo.training import train
+    from zoo.training import RunDir, train
 
-    metrics_path = Path(config.out) / "metrics.json"
-    if metrics_path.exists() and not (Path(config.out) / "backup").exists():
-        return json.loads(metrics_path.read_text())
+    if RunDir(config.out).is_finished():
+        return RunDir(config.out).read_metrics()
     metrics = train(config)
     backend.clear_session()
     return metrics

@@ -26,7 +26,8 @@ from ensembles import METHODS, EnsembleModel
 from zoo.training import data as data_module
 from zoo.training import evaluate
 from zoo.training.config import TrainConfig
-from zoo.training.rundir import RunDir
+from zoo.cli import args as types
+from zoo.training.rundir import RunDir, RunDirError
 
 
 def member_source(text):
@@ -54,6 +55,8 @@ def build_parser():
     p.add_argument("--evaluate", action="store_true",
                    help="report member and ensemble test accuracy on the first run's dataset")
     p.add_argument("--data-dir", default=None, help="override the runs' data directory")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the files of an earlier run or ensemble in --out")
     return p
 
 
@@ -63,6 +66,33 @@ def _normalization(sources):
         raise ValueError("members=... is not accepted; expected models trained with the same "
                          f"input normalization, got {sorted(found)}")
     return json.loads(found.pop()) if found else None
+
+
+def write_ensemble(out, args, ensemble, members, normalization, first):
+    """Evaluates (with --evaluate or --method weighted) and writes OUT's files."""
+    report = None
+    if first is not None and (args.evaluate or args.method == "weighted"):
+        config = TrainConfig.from_dict(first)
+        config = dataclasses.replace(config, data_dir=args.data_dir or config.data_dir,
+                                     ensemble="independent", ensemble_method=args.method)
+        data = data_module.prepare_data(config)
+        report = evaluate.summarize_ensemble(ensemble, config, data, {"test_accuracy": None})
+        for i, accuracy in enumerate(report["member_accuracy"]):
+            print(f"member {i} ({members[i].name}): test accuracy {accuracy:.4f}")
+        print(f"ensemble ({args.method}): test accuracy {report['ensemble_accuracy']:.4f}, "
+              f"disagreement {report['disagreement']:.4f}, weights "
+              + ", ".join(f"{w:.3f}" for w in report["weights"]))
+    out.save_model(ensemble)
+    out.write_config(None, **{
+        "members": [str(path) for path, _ in args.members], "method": args.method,
+        "input_shape": list(members[0].input_shape[1:]),
+        **({"normalization": normalization} if normalization else {}),
+        **({k: first[k] for k in ("dataset", "image_size", "num_classes") if k in first}
+           if first else {}),
+    })
+    if report is not None:
+        out.write_metrics(report)  # last: the commit point
+    return report
 
 
 def main(argv=None):
@@ -79,28 +109,12 @@ def main(argv=None):
         parser.error("--evaluate and --method weighted need a run directory (config.json) "
                      "naming the dataset")
     out = RunDir(args.out)
-    out.path.mkdir(parents=True, exist_ok=True)
-    report = None
-    if first is not None and (args.evaluate or args.method == "weighted"):
-        config = TrainConfig.from_dict(first)
-        config = dataclasses.replace(config, data_dir=args.data_dir or config.data_dir,
-                                     ensemble="independent", ensemble_method=args.method)
-        data = data_module.prepare_data(config)
-        report = evaluate.summarize_ensemble(ensemble, config, data, {"test_accuracy": None})
-        for i, accuracy in enumerate(report["member_accuracy"]):
-            print(f"member {i} ({members[i].name}): test accuracy {accuracy:.4f}")
-        print(f"ensemble ({args.method}): test accuracy {report['ensemble_accuracy']:.4f}, "
-              f"disagreement {report['disagreement']:.4f}, weights "
-              + ", ".join(f"{w:.3f}" for w in report["weights"]))
-        out.write_metrics(report)
-    out.save_model(ensemble)
-    out.write_config(None, **{
-        "members": [str(path) for path, _ in args.members], "method": args.method,
-        "input_shape": list(members[0].input_shape[1:]),
-        **({"normalization": normalization} if normalization else {}),
-        **({k: first[k] for k in ("dataset", "image_size", "num_classes") if k in first}
-           if first else {}),
-    })
+    try:
+        with out.lock():
+            out.start_fresh(args.overwrite)
+            report = write_ensemble(out, args, ensemble, members, normalization, first)
+    except (FileExistsError, RunDirError) as err:
+        types.fail(err)
     print(f"{len(members)} members -> {out.model_path}", file=sys.stderr)
     return report
 

@@ -22,7 +22,7 @@ from zoo.cli import args as types
 from zoo.training import data as data_module
 from zoo.training import transfer
 from zoo.training.config import TrainConfig
-from zoo.training.rundir import RunDir
+from zoo.training.rundir import RunDir, RunDirError
 
 
 def build_parser():
@@ -46,6 +46,7 @@ def build_parser():
     p.add_argument("--seed", type=types.nonnegative_int, default=0)
     p.add_argument("--out", default="runs/finetune")
     p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=2)
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
     return p
 
 
@@ -64,6 +65,13 @@ def main(argv=None):
     if not source.is_file():
         parser.error(f"from={args.source!r} is not accepted; expected an existing .keras file")
     source_config = RunDir(source.parent).read_config() or {}
+    out = RunDir(args.out)
+    try:
+        out.check_start(args.overwrite)
+        if out.holds_artifacts() and not args.overwrite:
+            out.start_fresh(overwrite=False)  # names the files and --overwrite
+    except (FileExistsError, RunDirError) as err:
+        types.fail(err)
     config = TrainConfig(
         model=source_config.get("model", "lenet5"), dataset=args.dataset, data_dir=args.data_dir,
         classes=tuple(args.classes) if args.classes else None, limit_train=args.limit_train,
@@ -83,10 +91,13 @@ def main(argv=None):
             verbose=args.verbose)
     except (ValueError, FileNotFoundError) as err:
         types.fail(err)
-    out = RunDir(args.out)
-    out.path.mkdir(parents=True, exist_ok=True)
-    out.save_model(new)
-    out.write_metrics({**vars(args), "num_train": len(data["x_train"]), **report})
+    try:
+        with out.lock():
+            out.start_fresh(args.overwrite)
+            out.save_model(new)
+            out.write_metrics({**vars(args), "num_train": len(data["x_train"]), **report})
+    except (FileExistsError, RunDirError) as err:
+        types.fail(err)
     print(f"fine-tuned {source.name} on {len(data['x_train'])} images: test accuracy "
           f"{report['test_accuracy']:.4f} -> {out.path}", file=sys.stderr)
     return report

@@ -405,3 +405,28 @@ def test_pad_to():
 def test_dataset_repr_is_short():
     text = repr(load_dataset("synthetic"))
     assert "synthetic" in text and len(text) < 200
+
+
+class _RunsCode:
+    """What a malicious pickle holds: unpickling calls a function of its choice."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+def test_cifar_pickles_cannot_run_code(tmp_path):
+    rng = np.random.default_rng(0)
+    root = tmp_path / "cifar-10-batches-py"
+    root.mkdir()
+    marker = tmp_path / "pwned"
+    for i in range(1, 6):
+        _pickle(root / f"data_batch_{i}", {b"labels": [0, 1], b"data": _cifar_rows(
+            _random_images(rng, 2))})
+    _pickle(root / "test_batch", {b"labels": [0, 1], b"data": _RunsCode(marker)})
+    with pytest.raises(ValueError, match=r"test_batch is not accepted as a CIFAR batch: "
+                                         r"refusing to load "):
+        load_dataset("cifar10", data_dir=tmp_path)
+    assert not marker.exists()

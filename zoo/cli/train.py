@@ -18,8 +18,10 @@ from augment.tta import VIEWS as TTA_VIEWS
 from ensembles import METHODS as ENSEMBLE_METHODS
 from zoo.cli import args as types
 from zoo.training import train
+from zoo.training.callbacks import ResumeStateError
 from zoo.training.config import ENSEMBLES, JIT_CHOICES, OPTIMIZERS, SCHEDULES, TrainConfig
 from zoo.training.distribute import PRECISIONS, STRATEGIES
+from zoo.training.rundir import RunDirError
 
 def build_parser(recipe=None, prog=None, description=None):
     defaults = {**TrainConfig().to_dict(), **(recipe or {})}
@@ -182,9 +184,10 @@ def main(argv=None, recipe=None, description=None, family=None):
     config = parse_config(argv, recipe, description=description)
     try:
         metrics = train(config)
-    except (ValueError, TypeError, FileExistsError, FileNotFoundError) as err:
-        # Bad model options, missing data files, a finished run in --out: the
-        # message names the option and what is accepted, a traceback adds nothing.
+    except (ValueError, TypeError, FileExistsError, FileNotFoundError, RunDirError,
+            ResumeStateError) as err:
+        # Bad model options, missing data files, a finished or busy run in --out:
+        # the message names the option and what to do, a traceback adds nothing.
         types.fail(err)
     print(
         f"{config.model} on {config.dataset}: test accuracy {metrics['test_accuracy']:.4f} "

@@ -31,15 +31,21 @@ def train_independent(config):
     if config.member_index is not None:  # one member as its own job
         return loop.train_run(member_config(config, config.member_index))
     start = time.perf_counter()
-    run = RunDir(config.out).create()
+    run = RunDir(config.out)
+    with run.lock():
+        run.start(config.overwrite)
+        return _combine_members(run, config, start)
+
+
+def _combine_members(run, config, start):
     member_metrics = []
     for index in range(config.members):
         member = member_config(config, index)
         member_run = RunDir(member.out)
-        if member_run.is_finished() and not config.overwrite:
+        if member_run.is_finished():  # --overwrite cleared them all in `start`
             member_metrics.append(member_run.read_metrics())
         else:
-            member_metrics.append(loop.train_run(member))
+            member_metrics.append(loop.train_run(dataclasses.replace(member, overwrite=False)))
         keras.backend.clear_session()
 
     data = data_module.prepare_data(config)
@@ -68,5 +74,5 @@ def train_independent(config):
         "ensemble": {**summary, "member_test_accuracy": [m["test_accuracy"]
                                                          for m in member_metrics]},
     }
-    run.write_metrics(metrics)
+    run.write_metrics(metrics)  # the commit point
     return metrics

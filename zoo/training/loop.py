@@ -51,17 +51,19 @@ def train_run(config):
     """
     config.validate()
     run = RunDir(config.out)
-    if run.is_finished() and not config.overwrite:
-        raise FileExistsError(
-            f"out={str(run.path)!r} already holds a finished run (metrics.json); pass "
-            "--overwrite to replace it or choose another --out"
-        )
-    resuming = run.has_resume_state()
-    run.create()
+    run.check_start(config.overwrite)
     keras.utils.set_random_seed(config.seed if config.init_seed is None else config.init_seed)
-
+    # Everything that can fail on a bad setting comes before the first write.
     data = data_module.prepare_data(config)
     model = builder.build_model(config, data["num_classes"], data["input_shape"])
+    with run.lock():
+        resuming = run.start(config.overwrite)
+        if resuming:
+            run.check_resumable(config)
+        return _train_in(run, config, data, model, resuming)
+
+
+def _train_in(run, config, data, model, resuming):
     num_train = len(data["x_train"])
     steps_per_epoch = math.ceil(num_train / config.batch_size)
     config, lr_finder = _babysit(config, data, model, run, resuming)
@@ -69,9 +71,15 @@ def train_run(config):
     fit_model, fit_data = data_module.fit_inputs(config, model, data)
     if fit_model is not model:  # the on-device augmentation wrapper
         builder.compile_model(fit_model, config, steps_per_epoch)
-        fit_model(data["x_train_raw"][:1])  # built before fit, as BackupAndRestore requires
+        fit_model(data["x_train_raw"][:1])  # built before its weights are restored
     has_val = data["x_val"] is not None
     monitor = "val_loss" if has_val else "loss"
+    backup = callbacks.RunBackup(run.backup_dir, run.path)
+    initial_epoch = backup.restore(fit_model)
+    if initial_epoch:
+        run.trim_log(initial_epoch)
+    else:
+        run.clear_log()
 
     run.write_config(
         config, num_classes=data["num_classes"], input_shape=data["input_shape"],
@@ -81,8 +89,6 @@ def train_run(config):
         backend=keras.backend.backend(), keras_version=keras.__version__,
         **({"lr_finder": lr_finder} if lr_finder else {}),
     )
-    if not resuming:
-        run.clear_log()
 
     fit_callbacks = [
         callbacks.EpochStats(num_train),  # first, so the loggers below see its values
@@ -91,10 +97,10 @@ def train_run(config):
         keras.callbacks.CSVLogger(str(run.log_path), append=True),
         # The backup comes before the EMA swap: it saves the raw weights in the
         # model and their average in the optimizer, so a resumed run continues both.
-        keras.callbacks.BackupAndRestore(str(run.backup_dir)),
+        backup,
         *(ensembles.ema_callbacks() if config.ema else []),
-        keras.callbacks.ModelCheckpoint(str(run.checkpoint_path), monitor=monitor,
-                                        save_best_only=True),
+        callbacks.BestCheckpoint(run.checkpoint_path, monitor=monitor,
+                                 state_path=run.backup_dir / "best.json"),
     ]
     if config.ensemble == "snapshot":
         fit_callbacks.append(ensembles.SnapshotSaver(run.snapshots_dir,
@@ -110,8 +116,10 @@ def train_run(config):
         fit_callbacks.append(keras.callbacks.TensorBoard(str(run.file("tensorboard"))))
 
     start = time.perf_counter()
-    fit_model.fit(**fit_data, epochs=config.epochs, callbacks=fit_callbacks,
-                  verbose=config.verbose)
+    fit_model.fit(**fit_data, epochs=config.epochs, initial_epoch=initial_epoch,
+                  callbacks=fit_callbacks, verbose=config.verbose)
+    # The backup stays until metrics.json is written: a kill from here on resumes
+    # after the last epoch instead of restarting the training.
     if config.ema:
         # fit left the averaged weights in the model, but the BatchNorm moving
         # statistics are those of the raw weights: re-estimate them.
@@ -127,6 +135,7 @@ def train_run(config):
     run.save_model(model)
 
     history = run.history()
+    run.plot_curves(history)
     speeds = history.get("train_images_per_sec", [])
     steady = speeds[1:] or speeds  # the first epoch includes tracing/compilation
     metrics = {
@@ -143,6 +152,6 @@ def train_run(config):
         **({"ensemble": ensemble_metrics} if ensemble_metrics else {}),
         "history": history,
     }
-    run.write_metrics(metrics)
-    run.plot_curves(history)
+    run.write_metrics(metrics)  # the commit point: the run is finished
+    run.finish()
     return metrics

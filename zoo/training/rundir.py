@@ -12,12 +12,26 @@
     DIR/member_K/        member K's own run (independent ensembles)
     DIR/backup/          resume state while a run is unfinished
     DIR/lr_finder.png    the LR range test (`--lr find`)
+    DIR/.lock            held by the process running in DIR
 
-Every file is written to a temporary name and renamed into place, so a reader
-(or a run killed mid-write) never sees half a file.
+The promises (docs/training.md#the-run-directory):
+- One commit point: a run is finished when, and only when, metrics.json exists;
+  everything it refers to is written before it, and the resume state is
+  removed only after it (`finish`).
+- Every file is written to a temporary name and renamed into place, so a
+  reader (or a run killed mid-write, or a full disk) never sees half a file.
+- `--overwrite` starts clean: the earlier run's artifacts are deleted before
+  anything new is written (`clear`), so a run never combines files it did not
+  write.
+- One run per directory: an OS file lock (`lock`), released when the process
+  ends however it ends; a second run is refused with the holder's process id.
+- A resume must be the same run: an unfinished run with other settings is
+  refused (`check_resumable`), a damaged backup is reported with what to do.
 """
 
+import contextlib
 import csv
+import dataclasses
 import json
 import os
 import shutil
@@ -38,6 +52,17 @@ BEST = "best.keras"
 SNAPSHOTS = "snapshots"
 BACKUP = "backup"
 LR_FINDER_PLOT = "lr_finder.png"
+LOCK = ".lock"
+# Everything a run writes; `clear` deletes these (and member_*/) and nothing else.
+ARTIFACTS = (CONFIG, METRICS, MODEL, CURVES, LOG, CHECKPOINTS, SNAPSHOTS, BACKUP,
+             LR_FINDER_PLOT, "tensorboard")
+# Settings a resumed run may change: how it reports, not what it computes.
+RESUME_MAY_CHANGE = ("verbose", "overwrite", "tensorboard", "data_dir", "out", "check",
+                     "monitor", "jit_compile")
+
+
+class RunDirError(RuntimeError):
+    """The run directory cannot be used as asked; the message says what to do."""
 
 
 def temporary_path(path):
@@ -146,18 +171,129 @@ class RunDir:
     # === State ===
 
     def is_finished(self):
-        """A run is finished once metrics.json exists and no resume state is left."""
-        return self.metrics_path.exists() and not self.backup_dir.exists()
+        """A run is finished once metrics.json exists (it is written last)."""
+        return self.metrics_path.exists()
 
     def has_resume_state(self):
         return self.backup_dir.exists()
+
+    def holds_artifacts(self):
+        return any((self.path / name).exists() for name in ARTIFACTS) or any(
+            self.path.glob("member_*"))
 
     def create(self):
         (self.path / CHECKPOINTS).mkdir(parents=True, exist_ok=True)
         return self
 
+    def clear(self):
+        """Deletes the artifacts of an earlier run (files of other programs stay)."""
+        for name in ARTIFACTS:
+            target = self.path / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+        for member in self.path.glob("member_*"):
+            shutil.rmtree(member) if member.is_dir() else member.unlink()
+        for tmp in self.path.glob(".tmp*"):
+            tmp.unlink(missing_ok=True)
+
+    def check_start(self, overwrite=False):
+        """Raises when a run cannot start here; reads only, so it can run before
+        anything is loaded or written. A finished run needs `overwrite`."""
+        if self.path.exists() and not self.path.is_dir():
+            raise RunDirError(f"out={str(self.path)!r} is not accepted; expected a directory "
+                              "(it is a file): choose another --out")
+        if self.is_finished() and not overwrite:
+            raise FileExistsError(
+                f"out={str(self.path)!r} already holds a finished run (metrics.json); pass "
+                "--overwrite to replace it or choose another --out")
+
+    def start(self, overwrite=False):
+        """Makes the directory ready for a run (call it holding `lock`): checks as
+        `check_start`, deletes the earlier run's artifacts with `overwrite`.
+        Returns True when an unfinished run's resume state is there to continue."""
+        self.check_start(overwrite)
+        if overwrite:
+            self.clear()
+        self.create()
+        return self.has_resume_state()
+
+    def start_fresh(self, overwrite=False):
+        """For one-shot outputs (a combination of runs, a fine-tuned model): any
+        earlier artifact is refused unless `overwrite`, which deletes them first
+        (call it holding `lock`)."""
+        self.check_start(overwrite=True)
+        if self.holds_artifacts():
+            if not overwrite:
+                raise FileExistsError(
+                    f"out={str(self.path)!r} already holds a run's files ("
+                    + ", ".join(sorted(n for n in ARTIFACTS if (self.path / n).exists()))
+                    + "); pass --overwrite to replace them or choose another --out")
+            self.clear()
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    def check_resumable(self, config):
+        """Raises RunDirError unless config.json (if any) describes `config`,
+        apart from `RESUME_MAY_CHANGE`; a resume continues the same run."""
+        stored = self.read_config()
+        if stored is None:
+            return
+        try:
+            before = TrainConfig.from_dict(stored)
+        except TypeError as err:
+            raise RunDirError(f"{self.config_path} is not a training run's config ({err}); "
+                              "pass --overwrite to start over") from None
+        differences = []
+        for field in dataclasses.fields(TrainConfig):
+            name = field.name
+            old, new = getattr(before, name), getattr(config, name)
+            if name in RESUME_MAY_CHANGE or (name == "lr" and new == "find"):
+                continue
+            if old != new:
+                differences.append(f"{name}: {old!r} there, {new!r} now")
+        if differences:
+            raise RunDirError(
+                f"out={str(self.path)!r} holds an unfinished run with other settings ("
+                + "; ".join(differences) + "); run the same command to resume it, or pass "
+                "--overwrite to start over")
+
+    @contextlib.contextmanager
+    def lock(self):
+        """Holds `DIR/.lock` for the block: an OS lock, released when the process
+        exits however it exits (no stale lock). A second holder is refused."""
+        self.check_start(overwrite=True)  # a file in the way is named, not a bare Errno 17
+        self.path.mkdir(parents=True, exist_ok=True)
+        with _FileLock(self.path / LOCK) as holder:
+            if holder is not None:
+                raise RunDirError(
+                    f"out={str(self.path)!r} is in use by another run (process {holder}); "
+                    "wait for it to finish or choose another --out")
+            yield self
+
     def clear_log(self):
         self.log_path.unlink(missing_ok=True)
+
+    def finish(self):
+        """After metrics.json: the resume state is no longer needed."""
+        self.remove_backup()
+
+    def trim_log(self, epochs):
+        """Keeps the log rows of the first `epochs` epochs: a resumed run redoes
+        the epoch a kill interrupted, whose row may have been written already."""
+        if not self.log_path.exists():
+            return
+        with open(self.log_path, newline="") as f:
+            rows = list(csv.reader(f))
+        if not rows:
+            return
+        header, body = rows[0], rows[1:]
+        kept = [r for r in body if len(r) == len(header) and r[0].isdigit()
+                and int(r[0]) < epochs]
+        tmp = temporary_path(self.log_path)
+        with open(tmp, "w", newline="") as f:
+            csv.writer(f).writerows([header, *kept])
+        os.replace(tmp, self.log_path)
 
     # === Artifacts ===
 
@@ -192,3 +328,55 @@ class RunDir:
 
     def remove_backup(self):
         shutil.rmtree(self.backup_dir, ignore_errors=True)
+
+
+class _FileLock:
+    """An exclusive lock on `path` for a `with` block: `fcntl.flock` (released by
+    the OS when the process dies), else a pid file checked for a live holder.
+    Entering yields None when the lock is taken, else the holder's pid."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.fd = None
+
+    def __enter__(self):
+        try:
+            import fcntl
+        except ImportError:  # not POSIX
+            fcntl = None
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        if fcntl is not None:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = os.read(self.fd, 32).decode(errors="replace").strip() or "unknown"
+                os.close(self.fd)
+                self.fd = None
+                return holder
+        else:
+            holder = os.read(self.fd, 32).decode(errors="replace").strip()
+            if holder.isdigit() and int(holder) != os.getpid() and _alive(int(holder)):
+                os.close(self.fd)
+                self.fd = None
+                return holder
+        os.ftruncate(self.fd, 0)
+        os.lseek(self.fd, 0, os.SEEK_SET)
+        os.write(self.fd, str(os.getpid()).encode())
+        return None
+
+    def __exit__(self, *exc):
+        if self.fd is not None:
+            os.ftruncate(self.fd, 0)
+            os.close(self.fd)  # releases the flock
+            self.fd = None
+        return False
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
