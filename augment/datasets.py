@@ -255,6 +255,15 @@ def normalize(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     return out
 
 
+def centre_padding(height, width, target_height, target_width):
+    """The zero padding that centres a height x width image in the target size:
+    [(top, bottom), (left, right)], the extra pixel of an odd difference at the
+    bottom/right. The one rule for training (`pad_to`) and serving
+    (`zoo.serving.export.FitToSize`); works on ints and on tensors."""
+    top, left = (target_height - height) // 2, (target_width - width) // 2
+    return [(top, target_height - height - top), (left, target_width - width - left)]
+
+
 def pad_to(x: np.ndarray, size: int) -> np.ndarray:
     """Zero-pads images centrally to ``size`` x ``size``.
 
@@ -277,9 +286,7 @@ def pad_to(x: np.ndarray, size: int) -> np.ndarray:
     if height > size or width > size:
         raise bad_option("image_size", size, f"at least the images' {height}x{width}: padding "
                          "cannot shrink an image")
-    top, left = (size - height) // 2, (size - width) // 2
-    pad = [(0, 0)] * (x.ndim - 3)
-    pad += [(top, size - height - top), (left, size - width - left), (0, 0)]
+    pad = [(0, 0)] * (x.ndim - 3) + centre_padding(height, width, size, size) + [(0, 0)]
     return np.pad(x, pad)
 
 

@@ -28,6 +28,7 @@ import dataclasses
 import functools
 import itertools
 import math
+import sys
 
 import keras
 import numpy as np
@@ -168,11 +169,11 @@ def build_augmenter(spec, *, mean, std, image_shape, dataset=None, pca_stats=Non
                              "augment.layers.pca_lighting_stats(training images)")
         stack.append(layers.PCALighting(*pca_stats, std=spec.pca_lighting, seed=next(seeds),
                                           name="pca_lighting"))
-    if spec.randaugment:
-        if image_shape[-1] != 3:
-            raise bad_option("randaugment", spec.randaugment,
-                                    f"0 for {image_shape[-1]}-channel images (RandAugment's "
-                                    "colour operations need RGB)")
+    if spec.randaugment and image_shape[-1] != 3:
+        # Keras' RandAugment has colour operations only (no grayscale variant).
+        print(f"augment: RandAugment left out: its colour operations need RGB images, these "
+              f"have {image_shape[-1]} channel(s)", file=sys.stderr)
+    elif spec.randaugment:
         stack.append(keras.layers.RandAugment(value_range=(0, 255), num_ops=spec.randaugment,
                                               seed=next(seeds), name="randaugment"))
     if spec.erasing:

@@ -11,11 +11,11 @@
 from ensembles.averaging import (SWA, SWASchedule, ema_callbacks, ema_optimizer,
                                  recompute_batch_norm)
 from ensembles.combine import METHODS, EnsembleModel, disagreement, fit_combination_weights
-from ensembles.snapshot import (SnapshotEnsemble, SnapshotSaver, load_snapshot_ensemble,
-                                snapshot_schedule)
+from ensembles.snapshot import (CyclicCosine, SnapshotEnsemble, SnapshotSaver, cyclic_cosine,
+                                load_snapshot_ensemble)
 
 __all__ = [
     "METHODS", "SWA", "EnsembleModel", "SWASchedule", "SnapshotEnsemble", "SnapshotSaver",
     "disagreement", "ema_callbacks", "ema_optimizer", "fit_combination_weights",
-    "load_snapshot_ensemble", "recompute_batch_norm", "snapshot_schedule",
+    "load_snapshot_ensemble", "recompute_batch_norm", "CyclicCosine", "cyclic_cosine",
 ]

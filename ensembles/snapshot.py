@@ -5,11 +5,13 @@ every step and restarted at the top of each cycle:
 
     lr(t) = lr0 / 2 * (cos(pi * mod(t, T / M) / (T / M)) + 1),   t = 0 .. T - 1
 
-Keras' `CosineDecayRestarts` with `t_mul=m_mul=1` is exactly this schedule. A
-snapshot of the weights is taken at the end of every cycle (where the rate is
-lowest); the last m snapshots form an `EnsembleModel`.
+`CyclicCosine` sets it before every step from the epoch and the step within it,
+so each cycle is a whole number of epochs whatever `fit` is given. A snapshot
+of the weights is taken at the end of every cycle (where the rate is lowest);
+the last m snapshots form an `EnsembleModel`.
 """
 
+import math
 import os
 from pathlib import Path
 
@@ -36,12 +38,41 @@ def check_cycles(epochs, cycles, keep=None):
     return epochs // cycles
 
 
-def snapshot_schedule(lr, epochs, cycles, steps_per_epoch):
-    """The per-step cyclic cosine schedule of M = `cycles` cycles over `epochs`."""
-    epochs_per_cycle = check_cycles(epochs, cycles)
-    return keras.optimizers.schedules.CosineDecayRestarts(
-        lr, first_decay_steps=epochs_per_cycle * steps_per_epoch, t_mul=1.0, m_mul=1.0,
-        alpha=0.0)
+def cyclic_cosine(peak_lr, epoch, step, steps_per_epoch, epochs_per_cycle):
+    """The learning rate at `step` of `epoch` (both from 0): a cosine from
+    `peak_lr` to 0 over each cycle of `epochs_per_cycle` whole epochs."""
+    cycle_steps = epochs_per_cycle * steps_per_epoch
+    t = (epoch % epochs_per_cycle) * steps_per_epoch + step
+    return 0.5 * peak_lr * (math.cos(math.pi * t / cycle_steps) + 1.0)
+
+
+class CyclicCosine(keras.callbacks.Callback):
+    """Sets the optimizer's learning rate before every training step to
+    `cyclic_cosine`: the snapshot schedule, restarted at `peak_lr` every
+    `epochs_per_cycle` epochs. The steps per epoch are the ones `fit` runs
+    (validation_split, steps_per_epoch and datasets included), so every cycle
+    ends on an epoch end, where a snapshot is taken.
+    """
+
+    def __init__(self, peak_lr, epochs_per_cycle):
+        super().__init__()
+        self.peak_lr = float(peak_lr)
+        self.epochs_per_cycle = resolve.check_positive_int("epochs_per_cycle", epochs_per_cycle)
+        self.epoch = 0
+
+    def on_train_begin(self, logs=None):
+        self.steps = (self.params or {}).get("steps")
+        if not self.steps:
+            raise resolve.bad_option("steps_per_epoch", self.steps,
+                                     "a number of steps per epoch when the data has no length "
+                                     "(pass steps_per_epoch to fit)")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.model.optimizer.learning_rate = cyclic_cosine(
+            self.peak_lr, self.epoch, batch, self.steps, self.epochs_per_cycle)
 
 
 class SnapshotSaver(keras.callbacks.Callback):
@@ -97,8 +128,8 @@ class SnapshotEnsemble:
         ensemble.predict(x_test); ensemble.evaluate(x_test, y_test)
         ensemble.save("snapshots.keras")  # an EnsembleModel; keras.saving.load_model
 
-    The optimizer's learning rate is the peak of every cycle; `fit` replaces it
-    with the cyclic schedule once it knows the steps per epoch.
+    The optimizer's learning rate is the peak of every cycle; during `fit` a
+    `CyclicCosine` callback sets it before every step.
 
     Args:
         model: the network to train (a Keras model).
@@ -125,17 +156,15 @@ class SnapshotEnsemble:
         if self._compile_args is None:
             raise RuntimeError("call SnapshotEnsemble.compile(...) before fit")
         epochs_per_cycle = check_cycles(epochs, self.cycles, self.keep)
-        steps_per_epoch = _steps_per_epoch(x, batch_size, kwargs.get("steps_per_epoch"))
         args = dict(self._compile_args)
-        optimizer_config = args["optimizer"].get_config()
-        optimizer_config["learning_rate"] = snapshot_schedule(
-            float(optimizer_config["learning_rate"]), epochs, self.cycles, steps_per_epoch)
-        args["optimizer"] = args["optimizer"].__class__.from_config(optimizer_config)
+        peak = float(args["optimizer"].get_config()["learning_rate"])
         self.model.compile(**args)
         collector = _SnapshotCollector(epochs_per_cycle)
         extra = [SnapshotSaver(self.directory, epochs_per_cycle)] if self.directory else []
+        schedule = CyclicCosine(peak, epochs_per_cycle)
         history = self.model.fit(x, y, epochs=epochs, batch_size=batch_size,
-                                 callbacks=[*(callbacks or []), collector, *extra], **kwargs)
+                                 callbacks=[schedule, *(callbacks or []), collector, *extra],
+                                 **kwargs)
         members = []
         for weights in collector.snapshots[-(self.keep or self.cycles):]:
             member = keras.models.clone_model(self.model)
@@ -169,21 +198,3 @@ class _SnapshotCollector(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.epochs_per_cycle == 0:
             self.snapshots.append([np.array(w) for w in self.model.get_weights()])
-
-
-def _steps_per_epoch(x, batch_size, steps_per_epoch=None):
-    if steps_per_epoch:
-        return int(steps_per_epoch)
-    if isinstance(x, keras.utils.PyDataset):
-        return len(x)
-    cardinality = getattr(x, "cardinality", None)  # a batched tf.data.Dataset
-    if cardinality is not None:
-        if int(cardinality()) > 0:
-            return int(cardinality())
-    elif isinstance(x, dict):
-        return int(np.ceil(len(next(iter(x.values()))) / batch_size))
-    elif hasattr(x, "__len__"):
-        return int(np.ceil(len(x) / batch_size))
-    raise resolve.bad_option("steps_per_epoch", steps_per_epoch,
-                             "a number of steps when x has no length (a generator or an "
-                             "infinite dataset)")

@@ -10,7 +10,6 @@ fine-tuning through `zoo.training.transfer`). Writes DIR/results.json,
 DIR/source/ (the digits 0-4 run) and DIR/scratch_N/ (the from-scratch runs).
 """
 
-import argparse
 import dataclasses
 import json
 import time
@@ -28,7 +27,7 @@ SOURCE, TARGET = (0, 1, 2, 3, 4), (5, 6, 7, 8, 9)
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=types.HelpFormatter)
+    p = types.Parser(description=__doc__)
     p.add_argument("--data-dir", default=None, help="holds mnist/ (the full MNIST files)")
     p.add_argument("--few", type=types.int_list, default=[100, 300],
                    help="comma-separated numbers of 5-9 training images for the transfer")

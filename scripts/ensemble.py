@@ -46,8 +46,7 @@ def member_source(text):
 
 
 def build_parser():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = types.Parser(description=__doc__.split("\n")[0])
     p.add_argument("members", nargs="+", type=member_source, metavar="MODEL",
                    help="run directories or .keras files")
     p.add_argument("--method", choices=METHODS, default="soft")

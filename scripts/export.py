@@ -51,7 +51,7 @@ def _size(text):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = types.Parser(description=__doc__.split("\n\n")[0])
     parser.add_argument("models", nargs="+", metavar="MODEL.keras",
                         help="a trained model; several make a soft-voting ensemble")
     parser.add_argument("--out", required=True, help="output folder of the SavedModel")
@@ -78,14 +78,20 @@ def parse_args(argv=None):
     if (args.mean is None) != (args.std is None):
         parser.error("--mean and --std go together: pass both or neither")
     for path in args.models:
-        if not Path(path).is_file():
-            parser.error(f"MODEL.keras={path!r} is not accepted; expected an existing .keras file")
+        if not Path(path).is_file() or Path(path).suffix != ".keras":
+            what = "a folder" if Path(path).is_dir() else ("a missing file" if not Path(path)
+                                                           .exists() else "not a .keras file")
+            parser.error(f"MODEL.keras={path!r} is not accepted ({what}); expected a model saved "
+                         "as .keras, such as a run's model.keras")
     return parser, args
 
 
 def resolve_settings(parser, args):
     """Normalization and TTA settings from each model's config.json and the flags."""
-    settings = [export.read_settings(path) for path in args.models]
+    try:
+        settings = [export.read_settings(path) for path in args.models]
+    except ValueError as error:  # a config.json that is not a training run's
+        parser.error(f"{error}; pass --mean and --std instead")
     stats = set()
     for path, found in zip(args.models, settings):
         if args.mean is not None:
@@ -118,8 +124,14 @@ def read_labels(parser, text, num_classes):
 
 def main(argv=None):
     parser, args = parse_args(argv)
+    models = []
+    for path in args.models:
+        try:
+            models.append(export.load_model(path))
+        except Exception as error:  # a damaged or foreign archive: zip, JSON or h5py errors
+            parser.error(f"MODEL.keras={path!r} is not accepted: it does not load as a Keras "
+                         f"model ({type(error).__name__}: {str(error).splitlines()[0][:200]})")
     settings = resolve_settings(parser, args)
-    models = [export.load_model(path) for path in args.models]
     model = models[0] if len(models) == 1 else export.average_models(models)
     height, width, channels = export.model_input_shape(model)
     if args.image_size and args.image_size != (height, width):

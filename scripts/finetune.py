@@ -26,7 +26,7 @@ from zoo.training.rundir import RunDir, RunDirError
 
 
 def build_parser():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=types.HelpFormatter)
+    p = types.Parser(description=__doc__)
     p.add_argument("--from", dest="source", required=True, help="a trained model.keras")
     p.add_argument("--num-classes", type=types.positive_int, required=True)
     p.add_argument("--dataset", default="mnist", help=", ".join(datasets.list_datasets()))
@@ -78,11 +78,13 @@ def main(argv=None):
         limit_test=args.limit_test, seed=args.seed, image_size=source_config.get("image_size"),
         val_split=0.0, batch_size=args.batch_size)
     try:
-        data = data_module.prepare_data(config, normalization=source_config.get("normalization"))
+        model = keras.saving.load_model(source)
+        # Images smaller than the network's input are padded to it, as in training.
+        data = data_module.prepare_data(config, normalization=source_config.get("normalization"),
+                                        min_size=min(model.input_shape[1:3]))
         if data["num_classes"] != args.num_classes:
             raise ValueError(f"num_classes={args.num_classes!r} is not accepted; expected "
                              f"{data['num_classes']}, the number of classes in the data")
-        model = keras.saving.load_model(source)
         new, report = transfer.finetune(
             model, data["x_train"], data["y_train"], data["x_test"], data["y_test"],
             num_classes=args.num_classes, head_epochs=args.head_epochs,

@@ -7,7 +7,6 @@ spread for tanh, He keeps them spread for ReLU. Batch norm is off.
     python scripts/plot_activations.py --model vgg16_cifar --compare --png docs/activations.png
 """
 
-import argparse
 import sys
 
 import startup  # noqa: F401  (TensorFlow without its start-up noise; scripts/startup.py)
@@ -20,8 +19,7 @@ COMPARE = [("tanh", "small_normal"), ("tanh", "xavier"), ("tanh", "he"),
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = types.Parser(description=__doc__)
     p.add_argument("--model", default="vgg16_cifar", help="a registered zoo model")
     p.add_argument("--init", default="small_normal", help="kernel initializer")
     p.add_argument("--activation", default="tanh")

@@ -72,6 +72,9 @@ def check_images(images, shape, source):
     if images.ndim != 4:
         raise ValueError(f"{what} (rank {images.ndim}) is not accepted; expected {accepted(shape)}"
                          + ("; add a leading axis for one image" if images.ndim == 3 else ""))
+    if len(images) == 0:
+        raise ValueError(f"{what} is not accepted; expected at least one image, "
+                         f"{accepted(shape)} with N >= 1")
     if shape is not None:
         for axis, name in ((3, "channels"), (1, "height"), (2, "width")):
             if shape[axis] is not None and images.shape[axis] != shape[axis]:

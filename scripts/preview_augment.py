@@ -5,7 +5,6 @@ column group per preset (the original first, then random draws).
     python scripts/preview_augment.py --source mnist_sample --presets standard mixup
 """
 
-import argparse
 
 import startup  # noqa: F401  (TensorFlow without its start-up noise; scripts/startup.py)
 import keras
@@ -34,8 +33,7 @@ def shapes(count, size=32, seed=0):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = types.Parser(description=__doc__)
     p.add_argument("--source", choices=("shapes", "mnist_sample"), default="shapes")
     p.add_argument("--presets", nargs="+", choices=pipelines.PRESET_NAMES,
                    default=["standard", "alexnet", "strong", "mixup", "cutmix"])

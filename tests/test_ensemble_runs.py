@@ -70,9 +70,9 @@ def test_independent_members_are_separate_resumable_jobs(tmp_path):
     (["--ensemble", "bagging"], "invalid choice: 'bagging'"),
     (["--ensemble", "snapshot", "--members", "3", "--epochs", "10"], "divides epochs=10"),
     (["--members", "0"], "'0' is not accepted; expected an integer >= 1"),
-    (["--ema", "1.5"], "ema=1.5 is not accepted; expected a decay in (0, 1)"),
-    (["--swa-start", "30", "--epochs", "10"], "swa_start=30 is not accepted"),
-    (["--swa-lr", "0.01"], "swa_lr=0.01 is not accepted; expected None unless swa_start"),
+    (["--ema", "1.5"], "argument --ema: 1.5 is not accepted; expected a decay in (0, 1)"),
+    (["--swa-start", "30", "--epochs", "10"], "argument --swa-start: 30 is not accepted"),
+    (["--swa-lr", "0.01"], "argument --swa-lr: 0.01 is not accepted; expected None unless"),
     (["--ema", "0.99", "--swa-start", "2"], "choose one kind of weight averaging"),
 ])
 def test_bad_ensemble_flags_stop_at_argument_parsing(argv, message, capsys):

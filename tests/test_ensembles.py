@@ -120,14 +120,36 @@ def test_bad_members_and_options_raise_clear_errors():
 
 
 def test_snapshot_schedule_restarts_at_each_cycle_boundary():
-    steps, cycles, epochs = 10, 3, 6  # 2 epochs = 20 steps per cycle
-    schedule = ensembles.snapshot_schedule(0.1, epochs, cycles, steps)
-    lr = [float(keras.ops.convert_to_numpy(schedule(s))) for s in range(epochs * steps)]
+    steps, epochs_per_cycle = 10, 2  # 20 steps per cycle
+    lr = [ensembles.cyclic_cosine(0.1, epoch, step, steps, epochs_per_cycle)
+          for epoch in range(6) for step in range(steps)]
     for start in (0, 20, 40):  # the top of every cycle
         assert lr[start] == pytest.approx(0.1)
         assert lr[start + 10] == pytest.approx(0.05, rel=1e-5)  # half-way down the cosine
         assert lr[start + 19] == pytest.approx(0.05 * (1 + np.cos(np.pi * 19 / 20)), rel=1e-4)
     assert lr[19] < 1e-3 and lr[20] == pytest.approx(0.1)
+
+
+def test_snapshot_cycles_end_on_epoch_ends_with_a_validation_split():
+    # 40 images, validation_split 0.25, batch 7: fit runs ceil(30 / 7) = 5 steps an epoch,
+    # not ceil(40 / 7) = 6 as the images alone would say.
+    x, y = tiny_data(n=40)
+    seen = []
+
+    class Record(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append((self.params["steps"], float(keras.ops.convert_to_numpy(
+                self.model.optimizer.learning_rate))))
+
+    ensemble = SnapshotEnsemble(members(["test_resnet"])[0], cycles=2)
+    ensemble.compile(optimizer=keras.optimizers.SGD(0.1), loss="categorical_crossentropy")
+    ensemble.fit(x, y, epochs=4, batch_size=7, validation_split=0.25, verbose=0,
+                 callbacks=[Record()])
+    assert {steps for steps, _ in seen} == {5} and len(seen) == 20
+    lrs = [lr for _, lr in seen]
+    assert lrs[0] == pytest.approx(0.1) and lrs[10] == pytest.approx(0.1)  # epochs 1 and 3
+    assert lrs[9] == pytest.approx(0.05 * (1 + np.cos(np.pi * 9 / 10)), rel=1e-5)
+    assert len(ensemble.ensemble.members) == 2
 
 
 def test_snapshot_ensemble_takes_one_snapshot_per_cycle_and_round_trips(tmp_path):
@@ -211,15 +233,15 @@ def test_ema_backup_keeps_raw_and_averaged_weights_for_a_resume(tmp_path):
     class Kill(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             opt = self.model.optimizer
-            self.raw = [np.array(v) for v in self.model.trainable_variables]
-            self.avg = [np.array(v) for v in opt._model_variables_moving_average]
+            self.raw = [keras.ops.convert_to_numpy(v) for v in self.model.trainable_variables]
+            self.avg = [keras.ops.convert_to_numpy(v) for v in opt._model_variables_moving_average]
             raise KeyboardInterrupt
 
     class Probe(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
             opt = self.model.optimizer
-            self.raw = [np.array(v) for v in self.model.trainable_variables]
-            self.avg = [np.array(v) for v in opt._model_variables_moving_average]
+            self.raw = [keras.ops.convert_to_numpy(v) for v in self.model.trainable_variables]
+            self.avg = [keras.ops.convert_to_numpy(v) for v in opt._model_variables_moving_average]
 
     backup = str(tmp_path / "backup")
     kill = Kill()

@@ -252,12 +252,22 @@ def test_predict_script_errors(exported, tmp_path, capsys):
         predict.main([directory, str(bad)])
     err = capsys.readouterr().err
     assert "rgb.npy: shape (2, 28, 28, 3) uint8 (3 channels) is not accepted" in err
+    empty = tmp_path / "empty.npy"
+    np.save(empty, np.zeros((0, 28, 28), np.uint8))
+    with pytest.raises(SystemExit) as info:
+        predict.main([directory, str(empty)])
+    assert info.value.code == 2
+    assert "empty.npy: shape (0, 28, 28) uint8 is not accepted; expected at least one " \
+        "image" in capsys.readouterr().err
 
 
 def test_export_script_errors(tmp_path, capsys):
     script = load_script("export")
     model_path = tmp_path / "model.keras"
     zoo.create_model("test_resnet").save(model_path)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "config.json").write_text("{}")
+    (tmp_path / "junk.keras").write_text("not a zip archive")
     for argv, match in [
         ([str(model_path), "--out", str(tmp_path / "a")],
          "no config.json beside .*pass --mean and --std"),
@@ -266,9 +276,13 @@ def test_export_script_errors(tmp_path, capsys):
         ([str(model_path), "--out", str(tmp_path / "a"), "--tta", "3crop"],
          "--tta='3crop' is not accepted; expected one of identity, flip, 5crop, 10crop"),
         ([str(tmp_path / "nope.keras"), "--out", str(tmp_path / "a")],
-         "MODEL.keras=.*nope.keras' is not accepted; expected an existing .keras file"),
+         "MODEL.keras=.*nope.keras' is not accepted \\(a missing file\\); expected a model "),
         ([str(model_path), "--out", str(tmp_path / "a"), "--mean", "0.1,0.2", "--std", "0.3,0.3"],
          r"mean/std=.* is not accepted; expected 1 values each"),
+        ([str(tmp_path / "other" / "config.json"), "--out", str(tmp_path / "a")],
+         r"config.json' is not accepted \(not a .keras file\); expected a model saved as .keras"),
+        ([str(tmp_path / "junk.keras"), "--out", str(tmp_path / "a")],
+         r"junk.keras' is not accepted: it does not load as a Keras model"),
     ]:
         with pytest.raises(SystemExit):
             script.main(argv)

@@ -28,9 +28,9 @@ SCRIPT = textwrap.dedent("""
         x = np.random.default_rng(0).normal(size=(4,) + model.input_shape[1:]).astype("float32")
         y = keras.utils.to_categorical(np.arange(4) % 10, 10)
         model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
-        before = [np.array(v) for v in model.trainable_variables]
+        before = [keras.ops.convert_to_numpy(v) for v in model.trainable_variables]
         history = model.fit(x, y, batch_size=4, epochs=1, verbose=0)
-        changed = all(not np.array_equal(b, np.array(v))
+        changed = all(not np.array_equal(b, keras.ops.convert_to_numpy(v))
                       for b, v in zip(before, model.trainable_variables))
         probs = np.asarray(model.predict(x, verbose=0))
         path = tempfile.mkdtemp() + "/m.keras"

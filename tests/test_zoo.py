@@ -341,3 +341,12 @@ def test_every_family_registers_a_recipe_and_a_search_space():
         zoo.get_family("mlp")
     with pytest.raises(ValueError, match="family 'lenet' is already registered"):
         zoo.register_family("lenet", zoo.get_family("lenet").recipe, {}, None)
+
+
+def test_dtype_round_trips_through_the_config(tmp_path):
+    model = zoo.create_model("test_resnet", dtype="float32")
+    config = model.get_config()
+    assert keras.dtype_policies.get(config["dtype"]).name == "float32"
+    assert type(model).from_config(config).get_config() == config
+    model.save(tmp_path / "m.keras")
+    assert keras.saving.load_model(tmp_path / "m.keras").get_config() == config

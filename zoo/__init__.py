@@ -17,14 +17,15 @@ from zoo.alexnet import AlexNet
 from zoo.googlenet import GoogLeNet
 from zoo.layers import LocalResponseNormalization, Maxout, StochasticDepth
 from zoo.lenet import LeNet
-from zoo.registry import (create_model, get_family, list_families, list_models, register_family,
-                          register_model)
+from zoo.registry import (create_model, get_family, list_families, list_models, min_input_size,
+                          register_family, register_model)
 from zoo.resnet import ResNet
 from zoo.vgg import VGG
 
 __all__ = [
     "AlexNet", "GoogLeNet", "LeNet", "ResNet", "VGG",
     "LocalResponseNormalization", "Maxout", "StochasticDepth",
-    "create_model", "get_family", "list_families", "list_models", "register_family",
+    "create_model", "get_family", "list_families", "list_models", "min_input_size",
+    "register_family",
     "register_model",
 ]

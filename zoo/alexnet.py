@@ -57,15 +57,12 @@ class AlexNet(ZooModel):
                  filters=None, hidden_units=None, dropout=0.5, name="alexnet", **options):
         resolve.check_choice("geometry", geometry, tuple(GEOMETRIES))
         g = GEOMETRIES[geometry]
+        filters = resolve.check_int_list("filters", filters or list(g["filters"]), length=5)
+        hidden_units = resolve.check_positive_int("hidden_units", hidden_units or g["hidden_units"])
+        b, keras_kwargs = split_options({"dropout": dropout, **options})
         shape = common_arguments(
             num_classes, input_shape or g["input_shape"], _min_input_size(geometry), name
         )
-        filters = list(filters or g["filters"])
-        if len(filters) != 5:
-            raise resolve.bad_option("filters", filters, "five channel counts")
-        filters = [resolve.check_positive_int("filters", f) for f in filters]
-        hidden_units = resolve.check_positive_int("hidden_units", hidden_units or g["hidden_units"])
-        b, keras_kwargs = split_options({"dropout": dropout, **options})
 
         def pool(x, name):
             return keras.layers.MaxPooling2D(POOL, POOL_STRIDE, padding=g["pool_padding"], name=name)(x)

@@ -168,6 +168,9 @@ class ZooModel(keras.Model):
     def _finish(self, inputs, outputs, name, config, keras_kwargs):
         super().__init__(inputs=inputs, outputs=outputs, name=name, **keras_kwargs)
         self._zoo_config = dict(config)
+        if keras_kwargs.get("dtype") is not None:  # round-trips as given
+            self._zoo_config["dtype"] = keras.dtype_policies.serialize(
+                keras.dtype_policies.get(keras_kwargs["dtype"]))
 
     def get_config(self):
         return {"name": self.name, "trainable": self.trainable, **self._zoo_config}

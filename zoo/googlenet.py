@@ -90,8 +90,8 @@ class GoogLeNet(ZooModel):
             raise resolve.bad_option("aux_weight", aux_weight, "a number >= 0")
         stride_at_4a = STEM_STRIDES[stem] * 2
         min_size = stride_at_4a * AUX_POOL if aux_logits else stride_at_4a * 2
-        shape = common_arguments(num_classes, input_shape, min_size, name)
         b, keras_kwargs = split_options({"dropout": dropout, **options})
+        shape = common_arguments(num_classes, input_shape, min_size, name)
 
         def width(channels):
             return scaled(channels, width_scale)

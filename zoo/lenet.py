@@ -38,16 +38,14 @@ class LeNet(ZooModel):
 
     def __init__(self, num_classes=10, input_shape=(32, 32, 1), faithful=False, pooling=None,
                  filters=(6, 16, 120), hidden_units=84, name="lenet5", **options):
-        shape = common_arguments(num_classes, input_shape, MIN_INPUT_SIZE, name)
         paper = {"activation": "tanh", "kernel_initializer": "lecun_uniform", "batch_norm": False}
         options = {**(paper if faithful else {}), **options}
         pooling = pooling or ("avg" if faithful else "max")
         resolve.check_choice("pooling", pooling, ("max", "avg"))
-        filters = [resolve.check_positive_int("filters", f) for f in filters]
-        if len(filters) != 3:
-            raise resolve.bad_option("filters", filters, "three channel counts (C1, C3, C5)")
+        filters = resolve.check_int_list("filters", filters, length=3)
         resolve.check_positive_int("hidden_units", hidden_units)
         b, keras_kwargs = split_options(options)
+        shape = common_arguments(num_classes, input_shape, MIN_INPUT_SIZE, name)
         pool_layer = keras.layers.MaxPooling2D if pooling == "max" else keras.layers.AveragePooling2D
 
         inputs = keras.Input(shape)

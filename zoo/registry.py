@@ -13,6 +13,8 @@ import dataclasses
 import fnmatch
 from collections.abc import Callable
 
+from zoo.resolve import InputTooSmall
+
 _MODELS = {}
 _FAMILIES = {}
 
@@ -40,6 +42,22 @@ def list_models(pattern=None):
     """Registered names, sorted; `pattern` is a shell-style wildcard such as "resnet*"."""
     names = sorted(_MODELS)
     return [n for n in names if fnmatch.fnmatch(n, pattern)] if pattern else names
+
+
+def min_input_size(name, channels=1, **kwargs):
+    """Checks `kwargs` for model `name` without building it and returns the
+    smallest height and width it accepts.
+
+    Every family validates its options before the input shape, so constructing
+    the model at a 1x1 input stops at the shape check (`InputTooSmall`, which
+    carries the minimum) before any layer exists; a bad option raises its own
+    ValueError first.
+    """
+    try:
+        create_model(name, **{**kwargs, "input_shape": (1, 1, channels)})
+    except InputTooSmall as err:
+        return err.min_size
+    return 1
 
 
 def create_model(name, **kwargs):

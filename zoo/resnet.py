@@ -96,14 +96,15 @@ class ResNet(ZooModel):
                  **options):
         resolve.check_choice("block", block, tuple(EXPANSION))
         resolve.check_choice("stem", stem, ("imagenet", "cifar"))
-        depths = [resolve.check_positive_int("depths", d) for d in depths]
-        widths = [resolve.check_positive_int("widths", w) for w in widths]
+        depths = resolve.check_int_list("depths", depths)
+        widths = resolve.check_int_list("widths", widths)
         if not depths or len(widths) != len(depths):
             raise resolve.bad_option("widths", widths, f"{len(depths)} values, one per stage")
         stochastic_depth = resolve.check_rate("stochastic_depth", stochastic_depth)
         stem_stride = 4 if stem == "imagenet" else 1
-        shape = common_arguments(num_classes, input_shape, stem_stride * 2 ** (len(depths) - 1), name)
         b, keras_kwargs = split_options({"dropout": dropout, **options})
+        shape = common_arguments(num_classes, input_shape, stem_stride * 2 ** (len(depths) - 1),
+                                 name)
 
         inputs = keras.Input(shape)
         if stem == "imagenet":

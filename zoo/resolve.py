@@ -74,10 +74,28 @@ def check_number(option, value, low=None, high=None, low_open=False, high_open=F
     return value
 
 
+def check_int_list(option, value, minimum=1, length=None):
+    """A non-empty list or tuple of integers >= `minimum` (of `length` items when given)."""
+    accepted = (f"{length} " if length else "a non-empty list of ") + f"integers >= {minimum}"
+    if not isinstance(value, (list, tuple)) or not value or (length and len(value) != length):
+        raise bad_option(option, value, accepted)
+    if any(isinstance(v, bool) or not isinstance(v, int) or v < minimum for v in value):
+        raise bad_option(option, value, accepted)
+    return list(value)
+
+
 def check_choice(option, value, choices):
     if value not in choices:
         raise bad_option(option, value, "one of " + ", ".join(map(str, choices)))
     return value
+
+
+class InputTooSmall(ValueError):
+    """An input shape below a model's minimum; `min_size` is the smallest side it takes."""
+
+    def __init__(self, message, min_size):
+        super().__init__(message)
+        self.min_size = min_size
 
 
 def check_input_shape(input_shape, min_size, model_name):
@@ -90,12 +108,10 @@ def check_input_shape(input_shape, min_size, model_name):
     ):
         raise bad_option("input_shape", input_shape, "(height, width, channels) with positive integers")
     if min(shape[:2]) < min_size:
-        raise bad_option(
-            "input_shape",
-            input_shape,
-            f"height and width >= {min_size}: {model_name} downsamples a smaller input "
-            "to nothing",
-        )
+        raise InputTooSmall(str(bad_option(
+            "input_shape", input_shape,
+            f"height and width >= {min_size}: {model_name} downsamples a smaller input to nothing",
+        )), min_size)
     return shape
 
 

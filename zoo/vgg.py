@@ -21,13 +21,6 @@ IMAGENET_HEAD = (4096, 4096)
 CIFAR_HEAD = (512,)
 
 
-def _int_list(option, values):
-    values = list(values)
-    if not values:
-        raise resolve.bad_option(option, values, "a non-empty list of positive integers")
-    return [resolve.check_positive_int(option, v) for v in values]
-
-
 @register_serializable
 class VGG(ZooModel):
     """VGG.
@@ -45,13 +38,13 @@ class VGG(ZooModel):
     def __init__(self, num_classes=1000, input_shape=(224, 224, 3),
                  convs_per_stage=CONVS_PER_STAGE[16], widths=WIDTHS, head=IMAGENET_HEAD,
                  dropout=0.5, name="vgg16", **options):
-        convs_per_stage = _int_list("convs_per_stage", convs_per_stage)
-        widths = _int_list("widths", widths)
+        convs_per_stage = resolve.check_int_list("convs_per_stage", convs_per_stage)
+        widths = resolve.check_int_list("widths", widths)
         if len(widths) != len(convs_per_stage):
             raise resolve.bad_option("widths", widths, f"{len(convs_per_stage)} values, one per stage")
-        head = [resolve.check_positive_int("head", h) for h in head]
-        shape = common_arguments(num_classes, input_shape, 2 ** len(convs_per_stage), name)
+        head = resolve.check_int_list("head", head) if head else []  # empty: linear classifier
         b, keras_kwargs = split_options({"dropout": dropout, **options})
+        shape = common_arguments(num_classes, input_shape, 2 ** len(convs_per_stage), name)
 
         inputs = keras.Input(shape)
         x = inputs

@@ -32,6 +32,18 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
     """Flag defaults in the help, and the script's docstring as written."""
 
 
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (plus where the flags are
+    listed), not the whole usage block of a script with sixty flags."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n(--help lists every flag)\n")
+
+
 def _rejected(text, accepted):
     return argparse.ArgumentTypeError(f"{text!r} is not accepted; expected {accepted}")
 

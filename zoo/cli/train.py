@@ -8,6 +8,7 @@ accepted.
 """
 
 import argparse
+import dataclasses
 import sys
 
 import zoo
@@ -17,7 +18,7 @@ from augment.pipelines import PRESET_NAMES as AUGMENT_PRESETS
 from augment.tta import VIEWS as TTA_VIEWS
 from ensembles import METHODS as ENSEMBLE_METHODS
 from zoo.cli import args as types
-from zoo.training import train
+from zoo.training import builder, train
 from zoo.training.callbacks import ResumeStateError
 from zoo.training.config import ENSEMBLES, JIT_CHOICES, OPTIMIZERS, SCHEDULES, TrainConfig
 from zoo.training.distribute import PRECISIONS, STRATEGIES
@@ -25,8 +26,7 @@ from zoo.training.rundir import RunDirError
 
 def build_parser(recipe=None, prog=None, description=None):
     defaults = {**TrainConfig().to_dict(), **(recipe or {})}
-    p = argparse.ArgumentParser(prog=prog, description=description,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = types.Parser(prog=prog, description=description)
     d = defaults
     add = p.add_argument
     add("--model", default=d["model"], help="a registered name (zoo.list_models())")
@@ -43,14 +43,14 @@ def build_parser(recipe=None, prog=None, description=None):
         help="peak learning rate, or 'find': run the LR range test first and use its suggestion")
     add("--momentum", type=types.any_number, default=d["momentum"])
     add("--schedule", choices=SCHEDULES, default=d["schedule"], help="learning-rate schedule")
-    add("--warmup-epochs", type=types.any_number, default=d["warmup_epochs"],
+    add("--warmup-epochs", type=types.any_number, default=None,
         help="linear warmup from 0 to --lr over this many epochs")
-    add("--lr-milestones", type=types.epochs_list, default=d["lr_milestones"],
+    add("--lr-milestones", type=types.epochs_list, default=None,
         help="step: epochs at which lr is multiplied by --lr-gamma, e.g. 30,60")
     add("--lr-gamma", type=types.any_number, default=d["lr_gamma"], help="step/exponential factor")
-    add("--lr-decay-epochs", type=types.any_number, default=d["lr_decay_epochs"],
+    add("--lr-decay-epochs", type=types.any_number, default=None,
         help="exponential: epochs per --lr-gamma factor")
-    add("--restart-epochs", type=types.any_number, default=d["restart_epochs"],
+    add("--restart-epochs", type=types.any_number, default=None,
         help="cosine_restarts: length of the first cycle in epochs")
     add("--weight-decay", type=types.any_number, default=d["weight_decay"],
         help="decoupled weight decay applied by the optimizer (biases and BN excluded)")
@@ -101,7 +101,7 @@ def build_parser(recipe=None, prog=None, description=None):
              "the finished members")
     add("--ema", type=types.any_number, default=d["ema"], metavar="DECAY",
         help="Polyak/EMA averaging of the weights (e.g. 0.999); evaluate and save the average")
-    add("--swa-start", type=types.positive_int, default=d["swa_start"], metavar="EPOCH",
+    add("--swa-start", type=types.positive_int, default=None, metavar="EPOCH",
         help="SWA: average the weights from the end of this epoch on, then recompute BN stats")
     add("--swa-lr", type=types.any_number, default=d["swa_lr"],
         help="SWA: constant learning rate from --swa-start on (default: keep the schedule)")
@@ -126,27 +126,93 @@ def build_parser(recipe=None, prog=None, description=None):
     add("--strategy", choices=STRATEGIES, default=d["strategy"],
         help="data parallel: mirrored (every local GPU), multiworker (machines in TF_CONFIG; "
              "keras.distribution under jax); --batch-size is the global batch")
-    add("--verbose", type=int, choices=(0, 1, 2), default=d["verbose"],
-        help="0 silent, 1 progress bar, 2 one line per epoch")
+    add("--verbose", type=int, choices=(0, 1, 2), default=None,
+        help="0 silent, 1 progress bar, 2 one line per epoch (default: 1 on a terminal, "
+             "2 in a pipe or a log)")
     add("--out", default=None, help="output directory (default runs/MODEL_DATASET)")
     add("--overwrite", action="store_true", help="replace a finished run in --out")
     return p
 
 
 def parse_config(argv=None, recipe=None, prog=None, description=None):
-    """Parses flags into a validated TrainConfig; bad values exit via parser.error."""
+    """Parses flags into a validated TrainConfig; bad values exit via parser.error
+    naming the flag, the value and what is accepted.
+
+    A recipe's schedule is relative to its length: with `--epochs E` its step
+    milestones, exponential decay period, warmup and SWA start are scaled by
+    E / the recipe's epochs (`scale_recipe`), unless given as flags, which are
+    absolute epochs.
+    """
     parser = build_parser(recipe, prog, description)
     args = vars(parser.parse_args(argv))
     args["model_options"] = dict(args["model_options"] or {})
     pieces = {name: args.pop(name) for name in AUGMENT_OPTIONS}
     args["augment_options"] = {k: v for k, v in pieces.items() if v is not None}
     args["out"] = args["out"] or f"runs/{args['model']}_{args['dataset']}"
+    if args["verbose"] is None:
+        args["verbose"] = 1 if sys.stdout.isatty() else 2
+    defaults = TrainConfig().to_dict()
+    scaled = scale_recipe(recipe or {}, args["epochs"])
+    for field in RELATIVE_FIELDS:
+        if args[field] is None:
+            args[field] = scaled.get(field, defaults[field])
     try:
         config = TrainConfig.from_dict(args, strict=True)
         config.validate()
-    except ValueError as err:
-        parser.error(str(err))
+        # The model's options, checked without building it (zoo.min_input_size).
+        zoo.min_input_size(config.model, **builder.model_options(config))
+    except (ValueError, TypeError) as err:
+        parser.error(flag_message(err))
     return config
+
+
+# Settings measured in epochs that a recipe gives for its own length.
+RELATIVE_FIELDS = ("lr_milestones", "lr_decay_epochs", "warmup_epochs", "restart_epochs",
+                   "swa_start")
+
+
+def scale_recipe(recipe, epochs):
+    """The recipe's epoch-valued settings for a run of `epochs` epochs: each is
+    multiplied by epochs / recipe["epochs"] (ResNet's milestones 82 and 123 of
+    164 become 1 and 1.5 of 2), keeping the paper's shape at any length."""
+    if not recipe.get("epochs") or epochs == recipe["epochs"]:
+        return {k: recipe[k] for k in RELATIVE_FIELDS if k in recipe}
+    factor = epochs / recipe["epochs"]
+    scaled = {}
+    for key in RELATIVE_FIELDS:
+        if key not in recipe:
+            continue
+        value = recipe[key]
+        if key == "lr_milestones":
+            scaled[key] = tuple(round(m * factor, 4) for m in value)
+        elif key == "swa_start":
+            scaled[key] = min(epochs, max(1, round(value * factor)))
+        else:
+            scaled[key] = round(value * factor, 4)
+    return scaled
+
+
+# Options whose flag is not --option-name (the model's shared options).
+FLAGS = {"kernel_initializer": "--init", "batch_norm": "--no-bn", "augment_device":
+         "--augment-device", "kernel_regularizer": "--l1/--l2", "input_shape": "--image-size"}
+
+
+def flag_message(err):
+    """An error about a setting, worded for the command line: `lr_milestones=(5, 200)
+    is not accepted` becomes `argument --lr-milestones: (5, 200) is not accepted`, an
+    option of the model given with --option keeps its name after `--option`."""
+    text = str(err)
+    if text.startswith("unknown model option"):
+        return f"argument --option: {text}"
+    name, sep, rest = text.partition("=")
+    if not sep or not name.isidentifier():
+        return text
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    if name in fields or name in FLAGS:
+        return f"argument {FLAGS.get(name, '--' + name.replace('_', '-'))}: {rest}"
+    if name in ("activation", "dropout"):
+        return f"argument --{name}: {rest}"
+    return f"argument --option: {text}"
 
 
 def parse_with_extras(argv, add_arguments, description=None):
@@ -188,7 +254,7 @@ def main(argv=None, recipe=None, description=None, family=None):
             ResumeStateError) as err:
         # Bad model options, missing data files, a finished or busy run in --out:
         # the message names the option and what to do, a traceback adds nothing.
-        types.fail(err)
+        types.fail(flag_message(err))
     print(
         f"{config.model} on {config.dataset}: test accuracy {metrics['test_accuracy']:.4f} "
         f"(error {100 * metrics['test_error']:.2f}%), {metrics['wall_time_s']:.1f} s, "

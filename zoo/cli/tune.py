@@ -1,6 +1,5 @@
 """Command line of scripts/tune.py: a coarse search, --refine stages, --ensemble-top."""
 
-import argparse
 import dataclasses
 import importlib.util
 import json
@@ -14,7 +13,7 @@ from zoo.training.config import TrainConfig
 
 
 def build_parser(description=None):
-    p = argparse.ArgumentParser(description=description, formatter_class=types.HelpFormatter)
+    p = types.Parser(description=description)
     add = p.add_argument
     add("--model", type=types.choice("family", families()), default=None,
         help="family to search: " + ", ".join(families())

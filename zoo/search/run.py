@@ -164,11 +164,10 @@ def ensemble_top(out, n, method="soft", evaluate=True):
     result = {"path": str(out / f"ensemble_top{n}.keras"), "method": method,
               "members": [{"stage": r["stage"], "trial_id": r["trial_id"],
                            "val_accuracy": r["val_accuracy"]} for r in best]}
+    ensemble(np.zeros((1, *search["input_shape"]), "float32"))  # built before saving
     if evaluate:
         data = data_module.prepare_data(base)
         result["test"] = ensemble.report(data["x_test"], data["y_test"])
-    else:
-        ensemble(np.zeros((1, *search["input_shape"]), "float32"))  # built before saving
     save_model(ensemble, out / f"ensemble_top{n}.keras")
     write_json(out / f"ensemble_top{n}.json", result)
     return result

@@ -79,9 +79,8 @@ class FitToSize(keras.layers.Layer):
 
     def _pad(self, images):
         shape = ops.shape(images)
-        top, left = (self.height - shape[1]) // 2, (self.width - shape[2]) // 2
-        return ops.pad(images, [[0, 0], [top, self.height - shape[1] - top],
-                                [left, self.width - shape[2] - left], [0, 0]])
+        rows, cols = datasets.centre_padding(shape[1], shape[2], self.height, self.width)
+        return ops.pad(images, [[0, 0], list(rows), list(cols), [0, 0]])
 
     def _resize(self, images):
         return ops.image.resize(images, (self.height, self.width), interpolation="bilinear",

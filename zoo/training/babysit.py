@@ -74,6 +74,8 @@ def _first_step_loss(model, x, y):
     training; its moving averages at initialization would not) plus the
     regularization penalties."""
     probs = model(x, training=True)
+    if isinstance(probs, (list, tuple)):  # GoogLeNet's auxiliary heads, in training
+        probs = probs[0]
     loss = keras.losses.CategoricalCrossentropy()(y, probs)
     penalties = model.losses
     return float(keras.ops.convert_to_numpy(loss + sum(penalties) if penalties else loss))

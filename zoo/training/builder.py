@@ -6,15 +6,18 @@ import zoo
 from zoo.training import optim
 
 
+def model_options(config):
+    """The model arguments a config sets (None keeps the model's default)."""
+    regularizer = {"l1": config.l1, "l2": config.l2} if (config.l1 or config.l2) else None
+    return dict(activation=config.activation, kernel_initializer=config.init,
+                batch_norm=config.batch_norm, kernel_regularizer=regularizer,
+                dropout=config.dropout, **config.model_options)
+
+
 def build_model(config, num_classes, input_shape):
     """The zoo model a config names; None options keep the model's defaults."""
-    regularizer = {"l1": config.l1, "l2": config.l2} if (config.l1 or config.l2) else None
-    return zoo.create_model(
-        config.model, num_classes=num_classes, input_shape=input_shape,
-        activation=config.activation, kernel_initializer=config.init,
-        batch_norm=config.batch_norm, kernel_regularizer=regularizer, dropout=config.dropout,
-        **config.model_options,
-    )
+    return zoo.create_model(config.model, num_classes=num_classes, input_shape=input_shape,
+                            **model_options(config))
 
 
 def resolve_jit(choice):

@@ -6,33 +6,37 @@ pipelines, normalized float32 for the rest); `fit_inputs` turns them into what
 `augment.pipelines.AugmentedModel` fed uint8 batches (`"device"`).
 """
 
+import sys
+
 import keras
 import numpy as np
 
+import zoo
 from augment import datasets, pipelines
 from augment import layers as augment_layers
+from zoo.training import builder
 
 
-def prepare_data(config, normalization=None):
-    """Loads the dataset, pads, normalizes with training-split statistics and
-    holds out a seeded validation split. Returns a dict of arrays and facts.
+def prepare_data(config, normalization=None, min_size=None):
+    """Loads the dataset, pads, holds out a seeded validation split and
+    normalizes with the statistics of the training part alone. Returns a dict
+    of arrays and facts ("image_size": the side images were padded to, or None).
 
     Args:
         config: the run's `TrainConfig` (dataset, data_dir, classes, limits,
-            seed, image_size, val_split).
-        normalization: {"mean", "std"} to use instead of the training split's
+            seed, image_size, val_split, and the model for `fit_size`).
+        normalization: {"mean", "std"} to use instead of the training part's
             (a fine-tuning run keeps its source model's).
+        min_size: the smallest side the model takes, when it is not the
+            config's model (a fine-tuned network's input).
     """
     ds = datasets.load_dataset(config.dataset, config.data_dir, limit_train=config.limit_train,
                                limit_test=config.limit_test, seed=config.seed,
                                classes=config.classes)
     x_train, x_test = ds.x_train, ds.x_test
-    if config.image_size:
-        x_train, x_test = datasets.pad_to(x_train, config.image_size), datasets.pad_to(
-            x_test, config.image_size)
-    mean, std = datasets.channel_stats(x_train)
-    if normalization:
-        mean, std = (np.asarray(normalization[k], np.float32) for k in ("mean", "std"))
+    size = fit_size(config, x_train.shape[1:], min_size)
+    if size:
+        x_train, x_test = datasets.pad_to(x_train, size), datasets.pad_to(x_test, size)
     y_train, y_test = ds.y_train, ds.y_test
     x_val = y_val = None
     if config.val_split:
@@ -41,6 +45,9 @@ def prepare_data(config, normalization=None):
         val, train = order[:n_val], order[n_val:]
         x_val, y_val = x_train[val], y_train[val]
         x_train, y_train = x_train[train], y_train[train]
+    mean, std = datasets.channel_stats(x_train)  # the validation images stay unseen
+    if normalization:
+        mean, std = (np.asarray(normalization[k], np.float32) for k in ("mean", "std"))
 
     def onehot(y):
         return None if y is None else keras.utils.to_categorical(y, ds.num_classes).astype("float32")
@@ -55,8 +62,28 @@ def prepare_data(config, normalization=None):
         "x_test": norm(x_test), "y_test": onehot(y_test),
         "num_classes": ds.num_classes, "input_shape": tuple(x_train.shape[1:]),
         "mean": mean.tolist(), "std": std.tolist(), "source": ds.source,
-        "class_names": ds.class_names,
+        "class_names": ds.class_names, "image_size": size,
     }
+
+
+def fit_size(config, image_shape, min_size=None, log=print):
+    """The side to zero-pad images to (centred, as LeNet-5's paper pads MNIST), or
+    None to keep them: `config.image_size` when given, else the model's minimum
+    (`zoo.min_input_size`) when the images are smaller, said in one line."""
+    if config.image_size:
+        return config.image_size
+    height, width, channels = image_shape
+    if min_size is None:
+        min_size = zoo.min_input_size(config.model, channels=channels,
+                                      **builder.model_options(config))
+    if min(height, width) >= min_size:
+        return None
+    size = max(height, width, min_size)
+    if log:
+        log(f"{config.model} takes images of at least {min_size}x{min_size}: padding the "
+            f"{height}x{width} images to {size}x{size} (zeros, centred; --image-size sets "
+            "another size)", file=sys.stderr)
+    return size
 
 
 def fit_inputs(config, model, data):

@@ -55,6 +55,9 @@ def train_run(config):
     keras.utils.set_random_seed(config.seed if config.init_seed is None else config.init_seed)
     # Everything that can fail on a bad setting comes before the first write.
     data = data_module.prepare_data(config)
+    # The side images were padded to (the model's minimum when they were smaller)
+    # is a setting of the run: config.json records it and a resume must match it.
+    config = dataclasses.replace(config, image_size=data["image_size"])
     model = builder.build_model(config, data["num_classes"], data["input_shape"])
     with run.lock():
         resuming = run.start(config.overwrite)
@@ -103,8 +106,10 @@ def _train_in(run, config, data, model, resuming):
                                  state_path=run.backup_dir / "best.json"),
     ]
     if config.ensemble == "snapshot":
-        fit_callbacks.append(ensembles.SnapshotSaver(run.snapshots_dir,
-                                                     config.epochs // config.members, model=model))
+        epochs_per_cycle = config.epochs // config.members
+        fit_callbacks.insert(0, ensembles.CyclicCosine(config.lr, epochs_per_cycle))
+        fit_callbacks.append(ensembles.SnapshotSaver(run.snapshots_dir, epochs_per_cycle,
+                                                     model=model))
     if config.swa_start:
         fit_callbacks.append(ensembles.SWA(config.swa_start, bn_data=data["x_train"],
                                            state_path=run.backup_dir / "swa_state.npz",

@@ -53,9 +53,9 @@ def make_schedule(config, steps_per_epoch):
     decay_steps = max(1, config.epochs * steps_per_epoch - warmup_steps)
     s = keras.optimizers.schedules
     if config.ensemble == "snapshot":
-        # Huang et al. 2017: M cosine cycles, restarted every epochs/M epochs.
-        schedule = ensembles.snapshot_schedule(config.lr, config.epochs, config.members,
-                                               steps_per_epoch)
+        # Huang et al. 2017: M cosine cycles, restarted every epochs/M epochs; the
+        # ensembles.CyclicCosine callback sets the rate before every step.
+        schedule = config.lr
     elif config.schedule == "constant":
         schedule = config.lr
     elif config.schedule == "step":
