@@ -13,6 +13,7 @@ import numpy as np
 import keras
 from keras import ops
 
+from ensembles import metrics
 from zoo import resolve
 
 METHODS = ("soft", "hard", "weighted", "geometric")
@@ -174,14 +175,18 @@ class EnsembleModel(keras.Model):
         return weights
 
     def report(self, x, y, batch_size=256):
-        """Per-member and ensemble accuracy and the members' disagreement rate."""
+        """Per-member and ensemble accuracy, NLL, Brier score and calibration
+        errors (`ensembles.metrics.scores`), and the members' disagreement rate."""
         labels = np.asarray(y)
         labels = labels.argmax(-1) if labels.ndim == 2 else labels.astype(int)
         probs = self.member_predictions(x, batch_size)
         combined = keras.ops.convert_to_numpy(self.combine(probs))
+        member_scores = [metrics.scores(p, labels) for p in probs]
+        ensemble_scores = metrics.scores(combined, labels)
         return {
-            "member_accuracy": [float(np.mean(p.argmax(-1) == labels)) for p in probs],
-            "ensemble_accuracy": float(np.mean(combined.argmax(-1) == labels)),
+            "member_accuracy": [s["accuracy"] for s in member_scores],
+            "ensemble_accuracy": ensemble_scores["accuracy"],
+            "member_scores": member_scores, "ensemble_scores": ensemble_scores,
             "disagreement": disagreement(probs),
             "weights": [float(w) for w in keras.ops.convert_to_numpy(self.combination)],
         }

@@ -137,7 +137,9 @@ def keras_io_convnet(data, seed, epochs=15):
 
 def time_to_accuracy(args):
     rows = {"lenet": [], "keras_io": []}
-    mnist = data_module.prepare_data(TrainConfig(dataset="mnist", data_dir=args.data_dir))
+    # The keras.io example trains on 28x28 digits: no padding (min_size 1).
+    mnist = data_module.prepare_data(TrainConfig(dataset="mnist", data_dir=args.data_dir),
+                                     min_size=1)
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
             metrics = train(lenet_config(args, Path(tmp) / f"s{seed}", epochs=args.epochs,

@@ -1,36 +1,46 @@
-"""Do ensembles beat a single model? Test error over seeds on a limited MNIST.
+"""Do ensembles beat a single model? Error, NLL, Brier score and calibration over
+seeds on a limited MNIST, clean and under shift, with and without temperature scaling.
 
-    python scripts/bench_ensembles.py --data-dir ../shared/data            # the README table
+    python scripts/bench_ensembles.py --data-dir ../shared/data            # the docs table
     python scripts/bench_ensembles.py --quick                              # a smoke run
 
 For each seed, trains with the training core (zoo.training.train), all at the
-same epochs and learning rate:
+same epochs and learning rate, each with `--calibrate temperature` (the
+temperature is fitted on the 10% validation split, so every method is scored
+both as trained and temperature-scaled):
     single       one model, cosine decay
     ema          + Polyak/EMA of the weights (--ema-decay)
     swa          cosine down to --swa-lr, then SWA from 75% of the epochs
-    snapshot     M cosine cycles in the same epochs, ensemble of the M snapshots
+    snapshot     M cosine cycles in the same epochs (peak --snapshot-lr, Huang et
+                 al.'s twice the single model's rate), ensemble of the M snapshots
     independent  M single models from different seeds (M x the budget)
-and prints test error mean +- std over the seeds, the gain over the single
-model against the seed-to-seed spread, training time and inference time
-relative to one model. Runs live in --out and are reused when rerun.
+    distilled    one model trained on the independent ensemble's softened
+                 probabilities (Hinton et al. 2015; 1x inference)
+Every model is scored on the full test set and on its corrupted copies
+(`augment.corruptions`: 8 corruptions x 5 severities, seeded): severity 3 and
+the mean over severities. Prints mean +- std over seeds, the gains against the
+single model's seed-to-seed spread and the targets of the project's issue. Runs
+live in --out and are reused when rerun.
 """
 
-import argparse
 import dataclasses
-import json
 import statistics
 import sys
+import time
 from pathlib import Path
 
+import numpy as np
+
+from augment import corruptions, datasets
 from zoo.cli import args as types
 
 ROOT = Path(__file__).resolve().parents[1]
-METHODS = ("single", "ema", "swa", "snapshot", "independent")
+METHODS = ("single", "ema", "swa", "snapshot", "independent", "distilled")
+KEYS = ("error", "nll", "brier", "ece")
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = types.Parser(description=__doc__)
     p.add_argument("--data-dir", default=None,
                    help="directory with MNIST (default: ../shared/data when present)")
     p.add_argument("--model", default="lenet5")
@@ -40,54 +50,54 @@ def parse_args(argv=None):
     p.add_argument("--seeds", type=types.positive_int, default=3)
     p.add_argument("--lr", type=types.positive_number, default=0.05)
     p.add_argument("--snapshot-lr", type=types.positive_number, default=None,
-                   help="peak lr of every snapshot cycle (default --lr; Huang et al. restart "
-                        "at twice the single model's rate)")
+                   help="peak learning rate of the snapshot cycles (default: 2 x --lr)")
     p.add_argument("--ema-decay", type=types.number(0.0, True, 1.0, True), default=0.99)
     p.add_argument("--swa-lr", type=types.positive_number, default=0.01)
-    p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--methods", type=types.comma_choices("methods", METHODS),
+                   default=list(METHODS))
+    p.add_argument("--corruptions", type=types.comma_choices("corruptions", corruptions.CORRUPTIONS),
+                   default=list(corruptions.CORRUPTIONS))
     p.add_argument("--out", default="runs/bench_ensembles")
     p.add_argument("--json", default=None, help="also write the summary here")
     p.add_argument("--quick", action="store_true",
-                   help="smoke run: embedded sample, 2 epochs, 2 members, 1 seed")
+                   help="smoke run: embedded sample, 2 epochs, 2 members, 1 seed, 2 corruptions")
     args = p.parse_args(argv)
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = sorted(set(methods) - set(METHODS))
-    if unknown:
-        p.error(f"--methods={args.methods!r} is not accepted; expected some of {', '.join(METHODS)}")
-    args.methods = methods
     if args.quick:
         args.epochs, args.members, args.seeds, args.limit_train = 2, 2, 1, 600
+        args.corruptions = args.corruptions[:2]
     if args.epochs % args.members:
-        p.error(f"--members={args.members} is not accepted; expected a divisor of "
-                f"--epochs={args.epochs} (snapshot cycles are whole epochs)")
+        p.error(f"argument --members: {args.members} is not accepted; expected a divisor of "
+                f"--epochs {args.epochs} (snapshot cycles are whole epochs)")
+    if "distilled" in args.methods and "independent" not in args.methods:
+        p.error("argument --methods: 'distilled' needs 'independent' (its teacher)")
     if args.data_dir is None and not args.quick and (ROOT.parent / "shared/data/mnist").exists():
         args.data_dir = str(ROOT.parent / "shared" / "data")
+    args.snapshot_lr = args.snapshot_lr or 2 * args.lr
     return args
 
 
 def run_config(args, method, seed):
     from zoo.training import TrainConfig
 
+    out = Path(args.out)
     base = TrainConfig(
         model=args.model, dataset="mnist_sample" if args.quick else "mnist",
-        data_dir=args.data_dir, image_size=32 if args.model.startswith("lenet") else None,
-        limit_train=args.limit_train, limit_test=1000 if args.quick else None,
-        epochs=args.epochs, batch_size=128, optimizer="momentum", lr=args.lr,
-        schedule="cosine", seed=seed, verbose=0, out=str(Path(args.out) / f"{method}_seed{seed}"))
+        data_dir=args.data_dir, limit_train=args.limit_train,
+        limit_test=1000 if args.quick else None, epochs=args.epochs, batch_size=128,
+        optimizer="momentum", lr=args.lr, schedule="cosine", seed=seed, verbose=0,
+        calibrate="temperature", out=str(out / f"{method}_seed{seed}"))
     swa_start = max(1, int(0.75 * args.epochs)) + (1 if args.epochs > 1 else 0)
-    snapshot_lr = args.snapshot_lr or args.lr
     return dataclasses.replace(base, **{
         "single": {},
         "ema": {"ema": args.ema_decay},
         "swa": {"swa_start": min(swa_start, args.epochs), "swa_lr": args.swa_lr},
-        "snapshot": {"ensemble": "snapshot", "members": args.members, "lr": snapshot_lr,
-                     **({"out": str(Path(args.out) / f"snapshot_lr{snapshot_lr:g}_seed{seed}")}
-                        if snapshot_lr != args.lr else {})},
+        "snapshot": {"ensemble": "snapshot", "members": args.members, "lr": args.snapshot_lr},
         "independent": {"ensemble": "independent", "members": args.members},
+        "distilled": {"distill_from": str(out / f"independent_seed{seed}" / "model.keras")},
     }[method])
 
 
-def run(config):
+def train_or_reuse(config):
     from keras import backend
 
     from zoo.training import RunDir, train
@@ -99,66 +109,187 @@ def run(config):
     return metrics
 
 
-def summarize(results, methods):
-    """results: {method: [metrics per seed]} -> rows of the table."""
-    single = [m["test_error"] for m in results.get("single", [])]
-    spread = statistics.stdev(single) if len(single) > 1 else 0.0
-    rows = []
+def score_run(config, shifted, labels):
+    """Clean and shifted scores of the run's model as trained (the model inside the
+    temperature-scaling wrapper) and temperature-scaled, and its inference seconds."""
+    import keras
+
+    from ensembles import apply_temperature, metrics
+    from ensembles.calibration import temperature_of
+    from zoo.training import RunDir
+
+    run = RunDir(config.out)
+    saved = keras.saving.load_model(run.model_path, compile=False)
+    temperature = temperature_of(saved)
+    raw = next(layer for layer in saved.layers if isinstance(layer, keras.Model))
+    results = {"raw": {}, "scaled": {}}
+    seconds = None
+    for key, images in shifted.items():
+        start = time.perf_counter()
+        probs = raw.predict(images, batch_size=512, verbose=0)
+        if key == "clean":
+            seconds = time.perf_counter() - start
+        results["raw"][key] = metrics.scores(probs, labels)
+        results["scaled"][key] = metrics.scores(apply_temperature(probs, temperature),
+                                                     labels)
+    return results, temperature, seconds
+
+
+def shifted_sets(args, config):
+    """The clean test images and every corruption x severity, preprocessed as the
+    runs' models take them."""
+    from zoo.training import RunDir
+    from zoo.training import data as data_module
+
+    data = data_module.prepare_data(config)
+    stored = RunDir(config.out).read_config()
+    raw = datasets.load_dataset(config.dataset, config.data_dir, limit_test=config.limit_test,
+                                seed=config.seed).x_test
+
+    def prep(images):
+        padded = datasets.pad_to(images, stored["image_size"]) if stored.get("image_size") \
+            else images
+        return datasets.normalize(padded, stored["normalization"]["mean"],
+                                  stored["normalization"]["std"])
+
+    sets = {"clean": data["x_test"]}
+    for name in args.corruptions:
+        for severity in corruptions.SEVERITIES:
+            sets[(name, severity)] = prep(corruptions.corrupt(raw, name, severity, config.seed))
+    return sets, data["y_test"]
+
+
+def aggregate(scores, corruption_names):
+    """{clean, severity 3, mean over severities} of one run's {set: scores}."""
+    def mean_of(keys):
+        return {k: float(np.mean([scores[key][k] for key in keys])) for k in KEYS}
+
+    return {"clean": {k: scores["clean"][k] for k in KEYS},
+            "shift3": mean_of([(n, 3) for n in corruption_names]),
+            "shift": mean_of([(n, s) for n in corruption_names for s in corruptions.SEVERITIES])}
+
+
+def summarize(per_seed, methods):
+    """per_seed: {method: [run summary per seed]} -> {method: {variant: {set: {key: (mean, std)}}}}."""
+    table = {}
     for method in methods:
-        runs = results.get(method, [])
+        runs = per_seed.get(method)
         if not runs:
             continue
-        errors = [m["test_error"] for m in runs]
-        mean = statistics.mean(errors)
-        std = statistics.stdev(errors) if len(errors) > 1 else 0.0
-        gain = statistics.mean(single) - mean if single else None
-        cost = [m.get("ensemble", {}).get("inference_cost", 1.0) for m in runs]
-        rows.append({
-            "method": method, "error_mean": mean, "error_std": std, "errors": errors,
-            "gain_vs_single": gain,
-            "beats_spread": None if gain is None or method == "single" else gain > spread,
-            "train_seconds": statistics.mean(m["wall_time_s"] for m in runs),
-            "inference_cost": statistics.mean(cost),
-        })
-    return rows
+        table[method] = {"train_s": statistics.mean(r["train_s"] for r in runs),
+                         "infer_s": statistics.mean(r["infer_s"] for r in runs),
+                         "temperature": statistics.mean(r["temperature"] for r in runs)}
+        for variant in ("raw", "scaled"):
+            table[method][variant] = {
+                part: {k: (statistics.mean(r[variant][part][k] for r in runs),
+                           statistics.stdev(r[variant][part][k] for r in runs)
+                           if len(runs) > 1 else 0.0) for k in KEYS}
+                for part in ("clean", "shift3", "shift")}
+    return table
 
 
-def format_table(rows):
-    single = next((r for r in rows if r["method"] == "single"), None)
-    lines = ["| method | test error (mean +- std) | gain vs single | > single's spread | "
-             "train s | train time vs single | inference time vs single |",
-             "| --- | --- | ---: | :---: | ---: | ---: | ---: |"]
-    for r in rows:
-        gain = "" if r["gain_vs_single"] is None or r["method"] == "single" else \
-            f"{100 * r['gain_vs_single']:+.2f} pt"
-        beats = {None: "", True: "yes", False: "no"}[r["beats_spread"]]
-        train_ratio = r["train_seconds"] / single["train_seconds"] if single else float("nan")
-        lines.append(f"| {r['method']} | {100 * r['error_mean']:.2f}% +- {100 * r['error_std']:.2f} "
-                     f"| {gain} | {beats} | {r['train_seconds']:.0f} | {train_ratio:.2f}x | "
-                     f"{r['inference_cost']:.2f}x |")
+def format_tables(table):
+    single = table.get("single")
+    lines = []
+    for part, title in (("clean", "clean test set"), ("shift3", "shifted, severity 3"),
+                        ("shift", "shifted, mean over severities 1-5")):
+        lines += [f"\n{title} (mean +- std over seeds; T: temperature-scaled)\n",
+                  "| method | error % | NLL | Brier | ECE % | error % (T) | NLL (T) | "
+                  "Brier (T) | ECE % (T) |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | "
+                  "---: | ---: |"]
+        for method, row in table.items():
+            cells = []
+            for variant in ("raw", "scaled"):
+                for k in KEYS:
+                    mean, std = row[variant][part][k]
+                    scale = 100 if k in ("error", "ece") else 1
+                    cells.append(f"{scale * mean:.{2 if scale == 100 else 4}f} +- "
+                                 f"{scale * std:.{2 if scale == 100 else 4}f}")
+            lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    lines += ["\n| method | train s | train vs single | inference s | inference vs single | "
+              "temperature |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for method, row in table.items():
+        lines.append(f"| {method} | {row['train_s']:.0f} | "
+                     f"{row['train_s'] / single['train_s'] if single else float('nan'):.2f}x | "
+                     f"{row['infer_s']:.2f} | "
+                     f"{row['infer_s'] / single['infer_s'] if single else float('nan'):.2f}x | "
+                     f"{row['temperature']:.2f} |")
     return "\n".join(lines)
+
+
+def targets(table):
+    """The issue's targets, each with the figures it compares."""
+    out = []
+    if "single" not in table:
+        return out
+
+    def value(method, part, key, variant="scaled"):
+        return table[method][variant][part][key]
+
+    single = table["single"]
+    if "independent" in table:
+        for key, goal, variant in (("error", 0.25, "raw"), ("nll", 0.30, "scaled"),
+                                   ("ece", 0.50, "raw")):
+            s, e = value("single", "clean", key, variant)[0], value("independent", "clean", key,
+                                                                    variant)[0]
+            cut = 1 - e / s
+            out.append(f"independent x5 cuts {key} ({variant}) by {100 * cut:.0f}% "
+                       f"({s:.4f} -> {e:.4f}); target >= {100 * goal:.0f}%: "
+                       f"{'met' if cut >= goal else 'MISSED'}")
+        s, e = value("single", "shift", "ece", "raw")[0], value("independent", "shift", "ece",
+                                                                "raw")[0]
+        out.append(f"under shift (mean over severities) the ensemble's ECE is {e / s:.2f} of the "
+                   f"single model's ({100 * s:.2f}% -> {100 * e:.2f}%); target <= 0.5: "
+                   f"{'met' if e <= 0.5 * s else 'MISSED'}")
+    if "snapshot" in table:
+        (s, spread), (e, _) = value("single", "clean", "nll"), value("snapshot", "clean", "nll")
+        out.append(f"snapshot NLL (T) {e:.4f} vs single {s:.4f} +- {spread:.4f}: "
+                   f"{'beats the spread' if s - e > spread else 'within the spread (MISSED)'}")
+    if "distilled" in table and "independent" in table:
+        s, e, d = (value(m, "clean", "error", "raw")[0]
+                   for m in ("single", "independent", "distilled"))
+        kept = (s - d) / (s - e) if s > e else float("nan")
+        out.append(f"the student keeps {100 * kept:.0f}% of the ensemble's error gain ({100 * s:.2f}"
+                   f"% -> {100 * d:.2f}%, ensemble {100 * e:.2f}%); target >= 50%: "
+                   f"{'met' if kept >= 0.5 else 'MISSED'}")
+    del single
+    return out
 
 
 def main(argv=None):
     args = parse_args(argv)
-    results = {method: [] for method in args.methods}
+    per_seed = {method: [] for method in args.methods}
+    started = time.perf_counter()
     for seed in range(args.seeds):
+        shifted = labels = None
         for method in args.methods:
-            metrics = run(run_config(args, method, seed))
-            results[method].append(metrics)
-            print(f"seed {seed} {method}: test error {100 * metrics['test_error']:.2f}% "
-                  f"({metrics['wall_time_s']:.0f} s)", file=sys.stderr, flush=True)
-    rows = summarize(results, args.methods)
-    if args.snapshot_lr and args.snapshot_lr != args.lr:
-        for row in rows:
-            if row["method"] == "snapshot":
-                row["method"] = f"snapshot (peak lr {args.snapshot_lr:g})"
+            config = run_config(args, method, seed)
+            metrics = train_or_reuse(config)
+            if shifted is None:
+                shifted, labels = shifted_sets(args, config)
+            scores, temperature, infer_s = score_run(config, shifted, labels)
+            summary = {"train_s": metrics["wall_time_s"], "infer_s": infer_s,
+                       "temperature": temperature,
+                       **{v: aggregate(scores[v], args.corruptions) for v in scores}}
+            per_seed[method].append(summary)
+            print(f"seed {seed} {method}: error {100 * summary['raw']['clean']['error']:.2f}%, "
+                  f"NLL {summary['raw']['clean']['nll']:.4f} -> "
+                  f"{summary['scaled']['clean']['nll']:.4f} (T {temperature:.2f}), "
+                  f"ECE {100 * summary['raw']['clean']['ece']:.2f}%, shift ECE "
+                  f"{100 * summary['raw']['shift']['ece']:.2f}% ({metrics['wall_time_s']:.0f} s)",
+                  file=sys.stderr, flush=True)
+    table = summarize(per_seed, args.methods)
     print(f"{args.model} on {args.limit_train} MNIST training images, {args.epochs} epochs, "
-          f"M={args.members}, {args.seeds} seeds")
-    print(format_table(rows))
+          f"M={args.members}, {args.seeds} seeds, snapshot peak lr {args.snapshot_lr:g}, "
+          f"{len(args.corruptions)} corruptions x 5 severities, "
+          f"{time.perf_counter() - started:.0f} s")
+    print(format_tables(table))
+    print("\n" + "\n".join(targets(table)))
     if args.json:
-        Path(args.json).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))
-    return rows
+        from zoo.training.rundir import write_json
+
+        write_json(args.json, {"args": vars(args), "per_seed": per_seed, "table": table})
+    return table
 
 
 if __name__ == "__main__":

@@ -76,10 +76,14 @@ def write_ensemble(out, args, ensemble, members, normalization, first):
                                      ensemble="independent", ensemble_method=args.method)
         data = data_module.prepare_data(config)
         report = evaluate.summarize_ensemble(ensemble, config, data, {"test_accuracy": None})
-        for i, accuracy in enumerate(report["member_accuracy"]):
-            print(f"member {i} ({members[i].name}): test accuracy {accuracy:.4f}")
-        print(f"ensemble ({args.method}): test accuracy {report['ensemble_accuracy']:.4f}, "
-              f"disagreement {report['disagreement']:.4f}, weights "
+        def line(s):
+            return (f"test accuracy {s['accuracy']:.4f}, NLL {s['nll']:.4f}, "
+                    f"Brier {s['brier']:.4f}, ECE {s['ece']:.4f}")
+
+        for i, scores in enumerate(report["member_scores"]):
+            print(f"member {i} ({members[i].name}): {line(scores)}")
+        print(f"ensemble ({args.method}): {line(report['ensemble_scores'])}, disagreement "
+              f"{report['disagreement']:.4f}, weights "
               + ", ".join(f"{w:.3f}" for w in report["weights"]))
     out.save_model(ensemble)
     out.write_config(None, **{

@@ -110,6 +110,18 @@ def choice(option, choices):
     return parse
 
 
+def comma_choices(option, choices):
+    """An argparse type: a comma-separated list of names from `choices`."""
+    def parse(text):
+        values = [v.strip() for v in text.split(",") if v.strip()]
+        if not values or any(v not in choices for v in values):
+            raise _rejected(text, "comma-separated names from " + ", ".join(choices))
+        return values
+
+    parse.__name__ = option
+    return parse
+
+
 def learning_rate(text):
     """A positive number, or 'find' (the LR range test)."""
     if text.strip().lower() == "find":

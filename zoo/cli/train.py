@@ -20,7 +20,8 @@ from ensembles import METHODS as ENSEMBLE_METHODS
 from zoo.cli import args as types
 from zoo.training import builder, train
 from zoo.training.callbacks import ResumeStateError
-from zoo.training.config import ENSEMBLES, JIT_CHOICES, OPTIMIZERS, SCHEDULES, TrainConfig
+from zoo.training.config import (CALIBRATIONS, ENSEMBLES, JIT_CHOICES, OPTIMIZERS, SCHEDULES,
+                                 TrainConfig)
 from zoo.training.distribute import PRECISIONS, STRATEGIES
 from zoo.training.rundir import RunDirError
 
@@ -105,6 +106,17 @@ def build_parser(recipe=None, prog=None, description=None):
         help="SWA: average the weights from the end of this epoch on, then recompute BN stats")
     add("--swa-lr", type=types.any_number, default=d["swa_lr"],
         help="SWA: constant learning rate from --swa-start on (default: keep the schedule)")
+    add("--calibrate", choices=CALIBRATIONS, default=d["calibrate"],
+        help="temperature: fit one temperature on the validation split (Guo et al. 2017); "
+             "the saved model applies it")
+    add("--distill-from", default=d["distill_from"], metavar="TEACHER.keras",
+        help="train on this trained model's or ensemble's softened probabilities (Hinton et "
+             "al. 2015); any zoo architecture can be the student")
+    add("--distill-temperature", type=types.positive_number, default=d["distill_temperature"],
+        metavar="T", help="temperature of the softened teacher and student distributions")
+    add("--distill-hard-weight", type=types.number(0.0, high=1.0),
+        default=d["distill_hard_weight"], metavar="A",
+        help="weight of the true-label cross-entropy (1 - A goes to the soft targets)")
     add("--val-split", type=types.any_number, default=d["val_split"],
         help="fraction of the training split held out for validation")
     add("--limit-train", type=types.positive_int, default=d["limit_train"],

@@ -6,6 +6,7 @@ so the schema lives in one place.
 """
 
 import dataclasses
+from pathlib import Path
 
 import keras
 
@@ -13,7 +14,7 @@ import ensembles
 import zoo
 from augment import datasets, pipelines
 from augment import tta as augment_tta
-from ensembles import averaging, snapshot
+from ensembles import averaging, distill, snapshot
 from zoo import resolve
 from zoo.training import distribute
 
@@ -21,6 +22,7 @@ OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adam
 SCHEDULES = ("constant", "step", "exponential", "cosine", "cosine_restarts")
 JIT_CHOICES = ("auto", "on", "off")
 ENSEMBLES = ("independent", "snapshot")
+CALIBRATIONS = ("temperature",)
 TUPLE_FIELDS = ("lr_milestones", "classes")  # JSON has lists; the config keeps tuples
 
 
@@ -65,6 +67,10 @@ class TrainConfig:
     ema: float | None = None               # Polyak/EMA decay of the weights, e.g. 0.999
     swa_start: int | None = None           # SWA: average weights from this epoch's end on
     swa_lr: float | None = None            # SWA: constant lr from swa_start on (None: schedule)
+    calibrate: str | None = None           # temperature: fit T on the validation split
+    distill_from: str | None = None        # a teacher .keras (an ensemble) to distill
+    distill_temperature: float = distill.TEMPERATURE  # T of the softened targets
+    distill_hard_weight: float = distill.HARD_WEIGHT  # weight of the true-label loss
     init_seed: int | None = None           # weights/shuffling seed (None: seed; members: +k)
     member_index: int | None = None        # independent: train only member k (its own job)
     val_split: float = 0.1                 # fraction of the training split held out
@@ -186,3 +192,22 @@ class TrainConfig:
             resolve.check_number("swa_lr", self.swa_lr, low=0.0, low_open=True)
         if self.init_seed is not None:
             resolve.check_positive_int("init_seed", self.init_seed, minimum=0)
+        if self.calibrate is not None:
+            resolve.check_choice("calibrate", self.calibrate, CALIBRATIONS)
+            if not self.val_split:
+                raise resolve.bad_option("calibrate", self.calibrate,
+                                         "None when val_split=0 (the temperature is fitted on "
+                                         "the validation split)")
+        if self.distill_from is not None:
+            path = Path(self.distill_from)
+            if path.suffix != ".keras" or not path.is_file():
+                raise resolve.bad_option("distill_from", self.distill_from,
+                                         "an existing .keras file (a trained model or ensemble)")
+            distill.check_settings(self.distill_temperature, self.distill_hard_weight)
+            if self.augment_device == "device":
+                raise resolve.bad_option("augment_device", "device", (
+                    "'host' with distill_from (the teacher runs on each augmented batch "
+                    "the tf.data pipeline makes)"))
+            if self.ensemble is not None:
+                raise resolve.bad_option("ensemble", self.ensemble,
+                                         "None with distill_from (one student is trained)")

@@ -53,8 +53,15 @@ def _combine_members(run, config, start):
                for k in range(config.members)]
     ensemble = EnsembleModel(members, method=config.ensemble_method, name="ensemble")
     summary = evaluate.summarize_ensemble(ensemble, config, data, member_metrics[0])
-    test_loss, test_accuracy, tta_accuracy = evaluate.evaluate_test(ensemble, config, data)
-    run.save_model(ensemble)
+    figures, probs = evaluate.evaluate_test(ensemble, config, data)
+    member_probs = evaluate.predict(members[0], data["x_test"], config)
+    model, calibration, calibrated_probs = ensemble, None, None
+    if config.calibrate:
+        model, calibration, calibrated_probs = evaluate.calibrate(ensemble, config, data, probs)
+        figures, _ = evaluate.evaluate_test(model, config, data, probs=calibrated_probs)
+    run.save_model(model)
+    run.plot_reliability(evaluate.reliability_curves(data, probs, member_probs,
+                                                     calibrated_probs))
     run.write_config(
         config, num_classes=data["num_classes"], input_shape=data["input_shape"],
         normalization={"mean": data["mean"], "std": data["std"]},
@@ -64,15 +71,14 @@ def _combine_members(run, config, start):
     )
     metrics = {
         "model": config.model, "dataset": config.dataset, "data_source": data["source"],
-        "test_loss": test_loss, "test_accuracy": test_accuracy, "test_error": 1.0 - test_accuracy,
-        "tta": config.tta, "test_accuracy_tta": tta_accuracy,
-        "test_error_tta": None if tta_accuracy is None else 1.0 - tta_accuracy,
+        **figures,
         "wall_time_s": float(sum(m["wall_time_s"] for m in member_metrics)),
         "wall_time_this_process_s": time.perf_counter() - start,
         "train_images_per_sec": member_metrics[0].get("train_images_per_sec"),
         "params": ensemble.count_params(), "num_train": member_metrics[0]["num_train"],
         "ensemble": {**summary, "member_test_accuracy": [m["test_accuracy"]
                                                          for m in member_metrics]},
+        **({"calibration": calibration} if calibration else {}),
     }
     run.write_metrics(metrics)  # the commit point
     return metrics

@@ -1,42 +1,63 @@
-"""Test-set figures of a trained model or ensemble."""
+"""Test-set figures of a trained model or ensemble: accuracy, the proper scoring
+rules and calibration (`ensembles.metrics`), TTA accuracy, temperature scaling."""
 
 import time
 
 import numpy as np
 
-from augment import pipelines
+import ensembles
+from augment import corruptions, pipelines
 from augment import tta as augment_tta
+from ensembles import metrics
+
+CALIBRATIONS = ("temperature",)
 
 
-def cross_entropy(probs, labels, eps=1e-7):
-    """Mean negative log-likelihood of the true classes: the plain test loss,
-    without the label smoothing or the weight penalties a model was trained with."""
-    probs = np.clip(np.asarray(probs, np.float64), eps, 1.0)
-    labels = np.asarray(labels)
-    return float(-np.mean(np.sum(labels * np.log(probs), axis=-1)))
+def predict(model, x, config):
+    return np.asarray(model.predict(x, batch_size=max(config.batch_size, 256), verbose=0))
 
 
-def evaluate_test(model, config, data):
-    """Test loss (plain cross-entropy), accuracy and (with `config.tta`) the
-    accuracy over TTA views."""
-    batch_size = max(config.batch_size, 256)
-    probs = model.predict(data["x_test"], batch_size=batch_size, verbose=0)
-    labels = data["y_test"]
-    test_loss = cross_entropy(probs, labels)
-    test_accuracy = float(np.mean(np.argmax(probs, -1) == np.argmax(labels, -1)))
-    tta_accuracy = None
+def evaluate_test(model, config, data, probs=None):
+    """The test figures of `model` (or of the given test `probs`): loss (the plain
+    cross-entropy, i.e. the NLL: no label smoothing, no weight penalty), accuracy,
+    error, NLL, Brier score, ECE, MCE and, with `config.tta`, the accuracy over TTA
+    views. Returns (figures, test probabilities)."""
+    probs = predict(model, data["x_test"], config) if probs is None else probs
+    s = metrics.scores(probs, data["y_test"])
+    figures = {"test_loss": s["nll"], "test_accuracy": s["accuracy"], "test_error": s["error"],
+               "test_nll": s["nll"], "test_brier": s["brier"], "test_ece": s["ece"],
+               "test_mce": s["mce"], "tta": config.tta, "test_accuracy_tta": None,
+               "test_error_tta": None}
     if config.tta:
         crop = pipelines.resolve_spec(config.augment, config.augment_options).crop_padding
         tta_accuracy, _ = augment_tta.evaluate_tta(
-            model, data["x_test"], data["y_test"], config.tta, batch_size=batch_size,
+            model, data["x_test"], data["y_test"], config.tta,
+            batch_size=max(config.batch_size, 256),
             **augment_tta.evaluation_settings(data["mean"], data["std"], crop))
-    return float(test_loss), float(test_accuracy), tta_accuracy
+        figures.update(test_accuracy_tta=tta_accuracy, test_error_tta=1.0 - tta_accuracy)
+    return figures, probs
+
+
+def calibrate(model, config, data, test_probs):
+    """Temperature scaling fitted on the validation split (`config.calibrate`).
+
+    Returns (the model with the temperature in it, a report: the temperature and
+    the test scores before and after)."""
+    val_probs = predict(model, data["x_val"], config)
+    temperature = ensembles.fit_temperature(val_probs, data["y_val"])
+    after = ensembles.apply_temperature(test_probs, temperature)
+    report = {"method": config.calibrate, "temperature": temperature,
+              "fitted_on": f"{len(data['x_val'])} validation images",
+              "before": metrics.scores(test_probs, data["y_test"]),
+              "after": metrics.scores(after, data["y_test"])}
+    return ensembles.calibrated(model, temperature, name=model.name), report, after
 
 
 def summarize_ensemble(ensemble, config, data, single):
-    """Per-member and ensemble test figures, the members' disagreement and the
-    inference cost against one member. `single` holds the single model's
-    test figures (a snapshot run's last snapshot, or member 0)."""
+    """Per-member and ensemble test figures (accuracy, NLL, Brier, ECE), the
+    members' disagreement and the inference cost against one member. `single`
+    holds the single model's test figures (a snapshot run's last snapshot, or
+    member 0)."""
     if config.ensemble_method == "weighted" and data["x_val"] is not None:
         ensemble.fit_weights(data["x_val"], data["y_val"])
     report = ensemble.report(data["x_test"], data["y_test"])
@@ -54,3 +75,50 @@ def summarize_ensemble(ensemble, config, data, single):
         "inference_seconds": timings["ensemble"], "single_inference_seconds": timings["single"],
         "inference_cost": timings["ensemble"] / timings["single"],
     }
+
+
+def reliability_curves(data, probs, member_probs=None, calibrated_probs=None):
+    """The reliability tables a run's reliability.png shows: the model (or the
+    ensemble), one member of an ensemble, and the temperature-scaled model."""
+    curves = {"model": metrics.reliability(probs, data["y_test"])}
+    if member_probs is not None:
+        curves = {"ensemble": curves["model"],
+                  "one member": metrics.reliability(member_probs, data["y_test"])}
+    if calibrated_probs is not None:
+        curves["temperature-scaled"] = metrics.reliability(calibrated_probs, data["y_test"])
+    return curves
+
+
+def shift_scores(model, x_raw, labels, preprocess, names=None, severities=None, seed=0,
+                 batch_size=512):
+    """Scores of `model` on the clean test images and on each corruption
+    (`augment.corruptions`) at each severity.
+
+    Args:
+        model: a Keras model on preprocessed input.
+        x_raw: uint8 test images (N, H, W, C) as the dataset stores them.
+        labels: one-hot or integer labels.
+        preprocess: uint8 images -> the model's input (padding, normalization).
+        names, severities: the corruptions and severities (default: all).
+
+    Returns:
+        {"clean": scores, "corruptions": {name: {severity: scores}}, "by_severity":
+        {severity: scores averaged over the corruptions}}.
+    """
+    names = names or corruptions.CORRUPTIONS
+    severities = severities or corruptions.SEVERITIES
+
+    def score(images):
+        probs = model.predict(preprocess(images), batch_size=batch_size, verbose=0)
+        return metrics.scores(probs, labels)
+
+    result = {"clean": score(x_raw), "corruptions": {}}
+    for name in names:
+        result["corruptions"][name] = {
+            severity: score(corruptions.corrupt(x_raw, name, severity, seed))
+            for severity in severities}
+    result["by_severity"] = {
+        severity: {key: float(np.mean([result["corruptions"][n][severity][key] for n in names]))
+                   for key in result["clean"]}
+        for severity in severities}
+    return result

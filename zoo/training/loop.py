@@ -11,6 +11,7 @@ the same `--out`. Independent ensembles (several runs) are
 import dataclasses
 import math
 import time
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -75,6 +76,9 @@ def _train_in(run, config, data, model, resuming):
     if fit_model is not model:  # the on-device augmentation wrapper
         builder.compile_model(fit_model, config, steps_per_epoch)
         fit_model(data["x_train_raw"][:1])  # built before its weights are restored
+    teacher = None
+    if config.distill_from:
+        fit_model, fit_data, teacher = _distiller(config, model, data, fit_data, steps_per_epoch)
     has_val = data["x_val"] is not None
     monitor = "val_loss" if has_val else "loss"
     backup = callbacks.RunBackup(run.backup_dir, run.path)
@@ -102,7 +106,7 @@ def _train_in(run, config, data, model, resuming):
         # model and their average in the optimizer, so a resumed run continues both.
         backup,
         *(ensembles.ema_callbacks() if config.ema else []),
-        callbacks.BestCheckpoint(run.checkpoint_path, monitor=monitor,
+        callbacks.BestCheckpoint(run.checkpoint_path, monitor=monitor, model=model,
                                  state_path=run.backup_dir / "best.json"),
     ]
     if config.ensemble == "snapshot":
@@ -129,34 +133,70 @@ def _train_in(run, config, data, model, resuming):
         # fit left the averaged weights in the model, but the BatchNorm moving
         # statistics are those of the raw weights: re-estimate them.
         ensembles.recompute_batch_norm(model, data["x_train"])
-    test_loss, test_accuracy, tta_accuracy = evaluate.evaluate_test(model, config, data)
-    ensemble_metrics = None
+    figures, probs = evaluate.evaluate_test(model, config, data)
+    ensemble_metrics = member_probs = None
     if config.ensemble == "snapshot":
-        single = {"test_accuracy": test_accuracy, "test_accuracy_tta": tta_accuracy}
+        member_probs = probs  # the last snapshot, as a single model
         model = ensembles.load_snapshot_ensemble(run.snapshots_dir, config.keep,
                                                  config.ensemble_method)
-        ensemble_metrics = evaluate.summarize_ensemble(model, config, data, single)
-        test_loss, test_accuracy, tta_accuracy = evaluate.evaluate_test(model, config, data)
+        ensemble_metrics = evaluate.summarize_ensemble(model, config, data, figures)
+        figures, probs = evaluate.evaluate_test(model, config, data)
+    calibration = calibrated_probs = None
+    if config.calibrate:
+        model, calibration, calibrated_probs = evaluate.calibrate(model, config, data, probs)
+        figures, _ = evaluate.evaluate_test(model, config, data, probs=calibrated_probs)
     run.save_model(model)
 
     history = run.history()
     run.plot_curves(history)
+    run.plot_reliability(evaluate.reliability_curves(data, probs, member_probs,
+                                                     calibrated_probs))
     speeds = history.get("train_images_per_sec", [])
     steady = speeds[1:] or speeds  # the first epoch includes tracing/compilation
     metrics = {
         "model": config.model, "dataset": config.dataset, "data_source": data["source"],
         "epochs_completed": len(history.get("epoch", [])),
-        "test_loss": float(test_loss), "test_accuracy": float(test_accuracy),
-        "test_error": 1.0 - float(test_accuracy),
-        "tta": config.tta, "test_accuracy_tta": tta_accuracy,
-        "test_error_tta": None if tta_accuracy is None else 1.0 - tta_accuracy,
+        **figures,
         "wall_time_s": float(sum(history.get("epoch_seconds", []))),
         "wall_time_this_process_s": time.perf_counter() - start,
         "train_images_per_sec": float(np.median(steady)) if steady else None,
         "params": model.count_params(), "num_train": num_train,
         **({"ensemble": ensemble_metrics} if ensemble_metrics else {}),
+        **({"calibration": calibration} if calibration else {}),
+        **({"distillation": _teacher_report(config, teacher, data)} if teacher else {}),
         "history": history,
     }
     run.write_metrics(metrics)  # the commit point: the run is finished
     run.finish()
     return metrics
+
+
+def _distiller(config, model, data, fit_data, steps_per_epoch):
+    """`ensembles.Distiller` around the student, compiled as the run asks; with
+    plain arrays the teacher's probabilities are computed once and appended to
+    the labels, with an augmentation pipeline the teacher sees every batch."""
+    teacher = keras.saving.load_model(config.distill_from, compile=False)
+    stored = RunDir(Path(config.distill_from).parent).read_config() or {}
+    norm = stored.get("normalization")
+    if norm and not (np.allclose(norm["mean"], data["mean"], atol=1e-3)
+                     and np.allclose(norm["std"], data["std"], atol=1e-3)):
+        raise ValueError(
+            f"distill_from={config.distill_from!r} is not accepted; expected a teacher trained "
+            f"on inputs normalized as this run's (mean {np.round(data['mean'], 4).tolist()}, "
+            f"std {np.round(data['std'], 4).tolist()}), not mean "
+            f"{np.round(norm['mean'], 4).tolist()}, std {np.round(norm['std'], 4).tolist()}: "
+            "train both on the same data")
+    distiller = ensembles.Distiller(model, teacher, config.distill_temperature,
+                                    config.distill_hard_weight, name=f"{model.name}_distiller")
+    builder.compile_model(distiller, config, steps_per_epoch)
+    if fit_data.get("y") is not None:
+        soft = teacher.predict(fit_data["x"], batch_size=256, verbose=0)
+        fit_data = {**fit_data, "y": np.concatenate([fit_data["y"], soft], axis=1)}
+    return distiller, fit_data, teacher
+
+
+def _teacher_report(config, teacher, data):
+    probs = teacher.predict(data["x_test"], batch_size=256, verbose=0)
+    return {"teacher": str(config.distill_from), "temperature": config.distill_temperature,
+            "hard_weight": config.distill_hard_weight,
+            "teacher_test": ensembles.metrics.scores(probs, data["y_test"])}

@@ -66,3 +66,32 @@ def plot_lr_finder(result, path):
     ax.legend()
     fig.tight_layout()
     return save_figure(fig, path, dpi=80)
+
+
+def plot_reliability(curves, path, title=None):
+    """Reliability diagrams (Guo et al. 2017): per confidence bin, accuracy against
+    mean confidence, one line per model (`ensembles.metrics.reliability` tables),
+    the diagonal being perfect calibration; below, the share of images per bin."""
+    plt = pyplot()
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(5, 6), sharex=True,
+                                      gridspec_kw={"height_ratios": [3, 1]})
+    top.plot([0, 1], [0, 1], color="0.6", linestyle="--", label="perfect calibration")
+    for i, (label, table) in enumerate(curves.items()):
+        full = table["count"] > 0
+        centres = (table["edges"][:-1] + table["edges"][1:]) / 2
+        top.plot(table["confidence"][full], table["accuracy"][full], marker="o", markersize=3,
+                 color=f"C{i}", label=label)
+        bottom.bar(centres + (i - (len(curves) - 1) / 2) * 0.02, table["count"] /
+                   table["count"].sum(), width=0.02, color=f"C{i}")
+    top.set_ylabel("accuracy")
+    top.set_xlim(0, 1)
+    top.set_ylim(0, 1)
+    top.grid(alpha=0.3)
+    top.legend(fontsize=8, loc="upper left")
+    bottom.set_xlabel("confidence (max probability)")
+    bottom.set_ylabel("share")
+    bottom.set_yscale("log")
+    bottom.grid(alpha=0.3)
+    fig.suptitle(title or Path(path).parent.name)
+    fig.tight_layout()
+    return save_figure(fig, path)

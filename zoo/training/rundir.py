@@ -6,6 +6,7 @@
                          written last: a run is finished when it exists
     DIR/model.keras      the trained model (an ensemble for ensemble runs)
     DIR/curves.png       loss and accuracy curves
+    DIR/reliability.png  accuracy against confidence on the test set (calibration)
     DIR/log.csv          the per-epoch log (appended to across resumes)
     DIR/checkpoints/     best.keras by the monitored metric
     DIR/snapshots/       snapshot_K.keras, one per cycle (snapshot ensembles)
@@ -52,10 +53,11 @@ BEST = "best.keras"
 SNAPSHOTS = "snapshots"
 BACKUP = "backup"
 LR_FINDER_PLOT = "lr_finder.png"
+RELIABILITY = "reliability.png"
 LOCK = ".lock"
 # Everything a run writes; `clear` deletes these (and member_*/) and nothing else.
 ARTIFACTS = (CONFIG, METRICS, MODEL, CURVES, LOG, CHECKPOINTS, SNAPSHOTS, BACKUP,
-             LR_FINDER_PLOT, "tensorboard")
+             LR_FINDER_PLOT, RELIABILITY, "tensorboard")
 # Settings a resumed run may change: how it reports, not what it computes.
 RESUME_MAY_CHANGE = ("verbose", "overwrite", "tensorboard", "data_dir", "out", "check",
                      "monitor", "jit_compile")
@@ -325,6 +327,10 @@ class RunDir:
     def plot_curves(self, history):
         if history:
             plots.plot_curves(history, self.path / CURVES, title=self.path.name)
+
+    def plot_reliability(self, curves):
+        plots.plot_reliability(curves, self.path / RELIABILITY,
+                               title=f"{self.path.name}: reliability on the test set")
 
     def remove_backup(self):
         shutil.rmtree(self.backup_dir, ignore_errors=True)

@@ -1,0 +1,145 @@
+"""Accuracy, NLL and calibration under distribution shift: trained models side by side
+on the clean test split and on corrupted copies of it (rotation, shear, translation,
+Gaussian and impulse noise, blur, contrast, fog) at severities 1-5.
+
+    python scripts/evaluate_shift.py runs/single runs/ensemble runs/student \
+        --data-dir ../shared/data --out runs/shift
+
+Each input is a run directory (model.keras + config.json) or a .keras file with the
+config.json of its run beside it: the test split, the padding and the normalization
+come from there. Writes OUT/shift.json (every score), OUT/shift.md (the tables) and
+OUT/shift.png (accuracy, NLL and ECE against severity, averaged over corruptions).
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import startup  # noqa: F401  (TensorFlow without its start-up noise; scripts/startup.py)
+import keras
+import numpy as np
+
+from augment import corruptions, datasets
+from zoo.cli import args as types
+from zoo.training import evaluate, plots
+from zoo.training.rundir import RunDir, write_json
+
+KEYS = ("error", "nll", "brier", "ece")
+
+
+def source(text):
+    """(label, model path, run config) of a run directory or a .keras file."""
+    path = Path(text)
+    run = RunDir(path if path.is_dir() else path.parent)
+    model = run.model_path if path.is_dir() else path
+    if not model.is_file() or model.suffix != ".keras":
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not accepted; expected a run directory or a .keras file")
+    config = run.read_config()
+    if not config or "normalization" not in config:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not accepted; expected a run's model (config.json with the "
+            "normalization beside it)")
+    label = path.name if path.is_dir() else f"{path.parent.name}/{path.stem}"
+    return label, model, config
+
+
+def build_parser():
+    p = types.Parser(description=__doc__)
+    p.add_argument("models", nargs="+", type=source, metavar="RUN_OR_MODEL")
+    p.add_argument("--data-dir", default=None, help="the dataset's files (default: the runs')")
+    p.add_argument("--corruptions", type=types.comma_choices("corruptions", corruptions.CORRUPTIONS),
+                   default=list(corruptions.CORRUPTIONS))
+    p.add_argument("--limit-test", type=types.positive_int, default=None,
+                   help="a seeded subset of the test split")
+    p.add_argument("--seed", type=types.nonnegative_int, default=0, help="of the corruptions")
+    p.add_argument("--out", required=True, help="folder for shift.json, shift.md, shift.png")
+    return p
+
+
+def preprocessing(config):
+    """uint8 images -> the model's input, as its training run prepared them."""
+    mean, std = config["normalization"]["mean"], config["normalization"]["std"]
+    size = config.get("image_size")
+
+    def preprocess(images):
+        if size and images.shape[1] < size:
+            images = datasets.pad_to(images, size)
+        return datasets.normalize(images, mean, std)
+
+    return preprocess
+
+
+def table(results, name):
+    """Markdown rows: one per model, clean, each severity, and the mean over them."""
+    lines = [f"| model | {name} clean | " + " | ".join(f"s{s}" for s in corruptions.SEVERITIES)
+             + " | mean over severities |",
+             "| --- | ---: | " + " | ".join("---:" for _ in corruptions.SEVERITIES) + " | ---: |"]
+    for label, r in results.items():
+        by = [r["by_severity"][s][name] for s in corruptions.SEVERITIES]
+        scale = 100 if name in ("error", "ece") else 1
+        fmt = (lambda v: f"{scale * v:.2f}") if scale == 100 else (lambda v: f"{v:.4f}")
+        lines.append(f"| {label} | {fmt(r['clean'][name])} | " + " | ".join(fmt(v) for v in by)
+                     + f" | {fmt(float(np.mean(by)))} |")
+    return "\n".join(lines)
+
+
+def plot(results, path):
+    plt = plots.pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for ax, key, title in zip(axes, ("error", "nll", "ece"),
+                              ("test error", "NLL", "ECE (15 bins)")):
+        for i, (label, r) in enumerate(results.items()):
+            values = [r["clean"][key]] + [r["by_severity"][s][key]
+                                          for s in corruptions.SEVERITIES]
+            ax.plot(range(len(values)), values, marker="o", color=f"C{i % 10}", label=label)
+        ax.set_xticks(range(6), ["clean", "1", "2", "3", "4", "5"])
+        ax.set_xlabel("severity (mean over corruptions)")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    plots.save_figure(fig, path)
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    first = args.models[0][2]
+    datasets_used = {c.get("dataset") for _, _, c in args.models}
+    if len(datasets_used) > 1:
+        parser.error(f"RUN_OR_MODEL is not accepted: the runs trained on different datasets "
+                     f"({sorted(map(str, datasets_used))}); expected one test split")
+    try:
+        ds = datasets.load_dataset(first["dataset"], args.data_dir or first.get("data_dir"),
+                                   limit_test=args.limit_test, seed=args.seed,
+                                   classes=first.get("classes"))
+    except (ValueError, FileNotFoundError, OSError) as err:
+        types.fail(err)
+    labels = [label for label, _, _ in args.models]
+    if len(set(labels)) < len(labels):  # runs/a/run, runs/b/run: name them a/run, b/run
+        labels = [f"{Path(path).parent.parent.name}/{label}" for label, path, _ in args.models]
+    results = {}
+    for label, (_, path, config) in zip(labels, args.models):
+        model = keras.saving.load_model(path, compile=False)
+        results[label] = evaluate.shift_scores(
+            model, ds.x_test, ds.y_test, preprocessing(config), args.corruptions,
+            seed=args.seed)
+        by = results[label]["by_severity"]
+        print(f"{label}: clean error {100 * results[label]['clean']['error']:.2f}%, severity 3 "
+              f"{100 * by[3]['error']:.2f}% (NLL {by[3]['nll']:.3f}, ECE "
+              f"{100 * by[3]['ece']:.2f}%)", file=sys.stderr, flush=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "shift.json", {"test_images": len(ds.x_test), "source": ds.source,
+                                    "corruptions": args.corruptions, "seed": args.seed,
+                                    "results": results})
+    text = "\n\n".join(f"### {name}\n\n{table(results, name)}" for name in KEYS)
+    (out / "shift.md").write_text(text + "\n")
+    plot(results, out / "shift.png")
+    print(text)
+    return results
+
+
+if __name__ == "__main__":
+    main()
