@@ -79,3 +79,28 @@ def test_every_family_under_jax(jax_env):
     ensemble = results["ensemble"]
     assert ensemble["shape"] == [8, 10] and ensemble["sums"] < 1e-5
     assert ensemble["reload_diff"] < 1e-6
+
+
+WITHOUT_TENSORFLOW = textwrap.dedent("""
+    import sys
+    class NoTensorFlow:  # the GPU machine has JAX but no TensorFlow
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] == "tensorflow":
+                raise ModuleNotFoundError(f"No module named {name!r}")
+    sys.meta_path.insert(0, NoTensorFlow())
+    from zoo.training import TrainConfig, train
+    metrics = train(TrainConfig(model="test_resnet", dataset="mnist_sample", limit_train=64,
+                                limit_test=32, epochs=1, batch_size=32, verbose=0,
+                                out=sys.argv[1], augment="standard", augment_device="device",
+                                calibrate="temperature"))
+    assert "tensorflow" not in sys.modules
+    print("TEST_ERROR", metrics["test_error"])
+""")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
+def test_the_training_core_needs_no_tensorflow_under_jax(jax_env, tmp_path):
+    result = subprocess.run([sys.executable, "-c", WITHOUT_TENSORFLOW, str(tmp_path / "run")],
+                            capture_output=True, text=True, env=jax_env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "TEST_ERROR" in result.stdout
