@@ -6,7 +6,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from helpers import tiny_config
+from helpers import kill_at_epoch, tiny_config
 
 from zoo import training
 from zoo.training import callbacks
@@ -18,19 +18,12 @@ QUIET = {"TF_CPP_MIN_LOG_LEVEL": "3"}
 
 def test_killed_run_resumes_where_it_stopped(tmp_path, monkeypatch):
     config = tiny_config(tmp_path, epochs=4)
-    original = callbacks.EpochStats.on_epoch_end
-
-    def crash_at_epoch_2(self, epoch, logs=None):
-        if epoch == 2:
-            raise KeyboardInterrupt("simulated kill")
-        original(self, epoch, logs)
-
-    monkeypatch.setattr(callbacks.EpochStats, "on_epoch_end", crash_at_epoch_2)
+    monkeypatch.setattr(callbacks.EpochStats, "on_epoch_end", kill_at_epoch(2))
     with pytest.raises(KeyboardInterrupt):
         training.train(config)
     out = Path(config.out)
     assert (out / "backup").exists() and not (out / "metrics.json").exists()
-    monkeypatch.setattr(callbacks.EpochStats, "on_epoch_end", original)
+    monkeypatch.undo()
 
     metrics = training.train(tiny_config(tmp_path, epochs=4))
     # Epochs 0 and 1 ran before the kill; the resumed run did 2 and 3 only.

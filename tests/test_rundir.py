@@ -15,7 +15,7 @@ import time
 import keras
 import numpy as np
 import pytest
-from helpers import ROOT, tiny_config
+from helpers import ROOT, kill_at_epoch, tiny_config
 
 from ensembles import EnsembleModel
 from zoo import training
@@ -64,17 +64,10 @@ def test_a_failed_backup_write_leaves_the_previous_state(tmp_path, monkeypatch):
 
 
 def test_a_damaged_backup_is_reported_with_what_to_do(tmp_path, monkeypatch):
-    original = callbacks.EpochStats.on_epoch_end
-
-    def kill_at_epoch_2(self, epoch, logs=None):
-        if epoch == 2:
-            raise KeyboardInterrupt("simulated kill")
-        original(self, epoch, logs)
-
-    monkeypatch.setattr(callbacks.EpochStats, "on_epoch_end", kill_at_epoch_2)
+    monkeypatch.setattr(callbacks.EpochStats, "on_epoch_end", kill_at_epoch(2))
     with pytest.raises(KeyboardInterrupt):
         training.train(tiny_config(tmp_path, epochs=4))
-    monkeypatch.setattr(callbacks.EpochStats, "on_epoch_end", original)
+    monkeypatch.undo()
     weights = tmp_path / "run" / "backup" / "epoch_2.weights.h5"
     weights.write_bytes(weights.read_bytes()[:200])  # a truncated write
     with pytest.raises(ResumeStateError, match=r"damaged \(epoch_2.weights.h5: .*pass "
@@ -85,7 +78,7 @@ def test_a_damaged_backup_is_reported_with_what_to_do(tmp_path, monkeypatch):
 
 
 def test_a_resume_with_other_settings_is_refused(tmp_path, monkeypatch):
-    monkeypatch.setattr(callbacks.EpochStats, "on_epoch_end", _raise_at(1))
+    monkeypatch.setattr(callbacks.EpochStats, "on_epoch_end", kill_at_epoch(1))
     with pytest.raises(KeyboardInterrupt):
         training.train(tiny_config(tmp_path, epochs=4))
     monkeypatch.undo()
@@ -94,17 +87,6 @@ def test_a_resume_with_other_settings_is_refused(tmp_path, monkeypatch):
         training.train(tiny_config(tmp_path, epochs=6))
     # How it reports may change: verbose is not a setting of the computation.
     assert training.train(tiny_config(tmp_path, epochs=4, verbose=1))["epochs_completed"] == 4
-
-
-def _raise_at(epoch_to_kill):
-    original = callbacks.EpochStats.on_epoch_end
-
-    def stats(self, epoch, logs=None):
-        if epoch == epoch_to_kill:
-            raise KeyboardInterrupt("simulated kill")
-        original(self, epoch, logs)
-
-    return stats
 
 
 def test_a_kill_after_the_last_epoch_resumes_there(tmp_path, monkeypatch):
