@@ -52,14 +52,33 @@ def source_of(name, weights):
         raise resolve.bad_option("weights", weights, ACCEPTED)
     if name not in source.FAMILY:
         raise resolve.bad_option("weights", str(weights), (
-            f"None for {name}: {source.TITLE}'s ImageNet weights are for "
+            f"None for {name}: the {source.TITLE} ImageNet weights are for "
             + ", ".join(source.FAMILY)))
     return source, path
 
 
-def check(name, weights):
-    """Raises the ValueError `create` would for a bad `weights` value, early."""
-    source_of(name, weights)
+def check(name, weights, options=None):
+    """Raises the ValueError `create` would for a bad `weights` value, or for
+    `options` that contradict the weights' architecture, without reading them."""
+    source, _ = source_of(name, weights)
+    _check_layout(name, source, source.layout(name, None)[0], options or {})
+
+
+def _check_layout(name, source, required, options):
+    for key, value in required.items():
+        if options.get(key) is not None and options[key] != value:
+            raise resolve.bad_option(key, options[key], (
+                f"{value!r} with the {source.TITLE} weights for {name} (the architecture "
+                "they were trained in)"))
+
+
+def architecture(name, weights):
+    """The options that build `name` in the architecture of `weights` (the
+    defaults a weights file itself would settle, such as VGG's batch norm,
+    taken as the published file's)."""
+    source, _ = source_of(name, weights)
+    required, defaults = source.layout(name, None)
+    return {**defaults, **required}
 
 
 def preprocessing(name, weights):
@@ -77,11 +96,7 @@ def create(name, weights, build, options):
         path = Path(files.fetch(source.checkpoint(name, options)))
     file = files.read(path)
     required, defaults = source.layout(name, file)
-    for key, value in required.items():
-        if key in options and options[key] != value:
-            raise resolve.bad_option(key, options[key], (
-                f"{value!r} with {source.TITLE}'s weights for {name} (the architecture they "
-                "were trained in)"))
+    _check_layout(name, source, required, options)
     options = {**defaults, **options, **required}
     file_classes = source.head_classes(name, file, options)
     own_head = options.get("num_classes", 1000) == file_classes

@@ -45,7 +45,8 @@ class WeightsFile:
     def take(self, key, shape, what):
         """The tensor `key`, checked to have `shape` (the source's layout)."""
         if key not in self.arrays:
-            examples = ", ".join(repr(k) for k in list(self.arrays)[:3])
+            named = [k for k in self.arrays if not k.endswith("num_batches_tracked")]
+            examples = ", ".join(repr(k) for k in named[:3])
             raise self.error(f"tensor {key!r} is missing ({what} needs shape {tuple(shape)}); "
                              f"the file has {len(self.arrays)} tensors such as {examples}: "
                              "is it the weights of another architecture?")
