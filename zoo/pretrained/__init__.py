@@ -111,9 +111,10 @@ def create(name, weights, build, options):
     source.convert(loader, name)
     new = loader.finish(ignore=source.IGNORE, may_stay_new=("aux",))
     if new:
-        print(f"{name}: {source.TITLE} weights loaded from {path.name}; at their "
-              "initialization (train them, docs/pretrained.md): "
-              + "; ".join(f"{layer} ({why})" for layer, why in new.items()), file=sys.stderr)
+        print(f"{name}: {source.TITLE} weights loaded from {path.name}, but not into "
+              + "; ".join(f"{layer} ({why})" for layer, why in new.items())
+              + ": these start from their initialization (train them; docs/pretrained.md)",
+              file=sys.stderr)
     return model
 
 

@@ -79,7 +79,8 @@ class Loader:
         """Dense layer `name`.
 
         Args:
-            kernel, bias: the file's tensor names.
+            kernel, bias: the file's tensor names (None for a head the file
+                does not have, such as keras.applications' "notop" files).
             flattened_nchw: the layer follows a flatten whose PyTorch input was
                 NCHW (its rows are reordered to the zoo's NHWC flatten).
             head: the classifier: a file with another number of classes leaves
@@ -88,6 +89,9 @@ class Loader:
         layer = self.model.get_layer(name)
         inputs, units = tuple(layer.kernel.shape)
         shape = (units, inputs) if self.torch else (inputs, units)
+        if head and kernel is None:
+            self.new[name] = "the file has no classifier"
+            return
         if head and kernel in self.file:
             found = tuple(self.file.arrays[kernel].shape)
             classes = found[0 if self.torch else -1] if len(found) == 2 else None

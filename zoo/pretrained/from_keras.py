@@ -69,8 +69,7 @@ def _vgg(loader):
             loader.conv(layer.name, kernel, bias, reverse_input=first)
             first = False
         elif isinstance(layer, keras.layers.Dense):
-            kernel, bias = _weights(loader, layer.name, 2, layer.name)
-            loader.dense(layer.name, kernel, bias, head=layer.name == "predictions")
+            _dense(loader, layer.name)
 
 
 def _resnet(loader):
@@ -89,5 +88,13 @@ def _resnet(loader):
                 unit(f"{ours}_conv{i}", f"{theirs}_{i}")
             if loader.has(f"{ours}_proj"):
                 unit(f"{ours}_proj", f"{theirs}_0")
-    kernel, bias = _weights(loader, "predictions", 2, "predictions")
-    loader.dense("predictions", kernel, bias, head=True)
+    _dense(loader, "predictions")
+
+
+def _dense(loader, name):
+    head = name == "predictions"
+    if head and name not in loader.file.groups:  # a "notop" file
+        loader.dense(name, None, None, head=True)
+        return
+    kernel, bias = _weights(loader, name, 2, name)
+    loader.dense(name, kernel, bias, head=head)

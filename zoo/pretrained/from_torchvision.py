@@ -84,6 +84,12 @@ def convert(loader, name):
      "resnet": _resnet}[FAMILY[name]](loader)
 
 
+def _head(loader, prefix, flattened_nchw=False):
+    kernel = f"{prefix}.weight" if f"{prefix}.weight" in loader.file else None
+    loader.dense("predictions", kernel, f"{prefix}.bias", flattened_nchw=flattened_nchw,
+                 head=True)
+
+
 def _bias(loader, prefix):
     return f"{prefix}.bias" if f"{prefix}.bias" in loader.file else None
 
@@ -98,7 +104,7 @@ def _alexnet(loader):
         loader.conv(f"conv{i}", f"{prefix}.weight", _bias(loader, prefix))
     loader.dense("fc6", "classifier.1.weight", "classifier.1.bias", flattened_nchw=True)
     loader.dense("fc7", "classifier.4.weight", "classifier.4.bias")
-    loader.dense("predictions", "classifier.6.weight", "classifier.6.bias", head=True)
+    _head(loader, "classifier.6")
 
 
 def _vgg(loader):
@@ -115,9 +121,7 @@ def _vgg(loader):
     for i in range(len(head)):
         loader.dense(f"fc{i + 1}", f"classifier.{3 * i}.weight", f"classifier.{3 * i}.bias",
                      flattened_nchw=i == 0)
-    key = f"classifier.{3 * len(head)}"
-    loader.dense("predictions", f"{key}.weight", f"{key}.bias", flattened_nchw=not head,
-                 head=True)
+    _head(loader, f"classifier.{3 * len(head)}", flattened_nchw=not head)
 
 
 def _googlenet(loader):
@@ -128,7 +132,7 @@ def _googlenet(loader):
             prefix = f"inception{module}.{theirs}"
             loader.conv(f"inception_{module}_{ours}", f"{prefix}.conv.weight",
                         bn=_bn(f"{prefix}.bn"))
-    loader.dense("predictions", "fc.weight", "fc.bias", head=True)
+    _head(loader, "fc")
 
 
 def _resnet(loader):
@@ -146,4 +150,4 @@ def _resnet(loader):
                 prefix = f"{theirs}.downsample"
                 loader.conv(f"{ours}_proj", f"{prefix}.0.weight", _bias(loader, f"{prefix}.0"),
                             bn=_bn(f"{prefix}.1"))
-    loader.dense("predictions", "fc.weight", "fc.bias", head=True)
+    _head(loader, "fc")
