@@ -70,20 +70,20 @@ def kernel(model, layer):
 @pytest.fixture(scope="module")
 def keras_resnet50(tmp_path_factory):
     """keras.applications ResNet50 (random weights, BN statistics and biases
-    randomised) at 32x32, its HDF5 file, and 4 images with its logits."""
+    randomised) at 32x32: its HDF5 file, 4 images, its logits, and itself."""
     path = tmp_path_factory.mktemp("keras") / "resnet50.h5"
     reference = verify_weights.keras_reference("resnet50", (32, 32, 3))
     verify_weights.randomize_keras(reference, seed=1)
     verify_weights.write_keras_h5(reference, path)
     x = verify_weights.images(4, 32, 32, seed=1)
     logits = reference.predict(verify_weights.keras_preprocess("resnet50", x), verbose=0)
-    return path, x, logits
+    return path, x, logits, reference
 
 
 @pytest.mark.parametrize("name", ["vgg16", "resnet50"])
 def test_keras_applications_parity(name, keras_resnet50, tmp_path):
     if name == "resnet50":
-        path, x, expected = keras_resnet50
+        path, x, expected, _ = keras_resnet50
     else:
         reference = verify_weights.keras_reference(name, (32, 32, 3))
         verify_weights.randomize_keras(reference, seed=2)
@@ -99,28 +99,48 @@ def test_keras_applications_parity(name, keras_resnet50, tmp_path):
     assert recorded["source"] == "keras" and recorded["file"] == path.name
     assert len(recorded["class_names"]) == 1000 and recorded["class_names"][0] == "tench"
     np.testing.assert_allclose(np.asarray(recorded["mean"]) * 255, [123.68, 116.779, 103.939])
+    config = model.get_config()
+    if name == "resnet50":  # keras.applications' ResNet v1 layout
+        assert (config["stride_in_1x1"], config["padding"], config["bn_epsilon"]) == (
+            True, "symmetric", 1.001e-5)
+    else:
+        assert (config["batch_norm"], config["dropout"]) == (False, 0.0)
+
+
+def test_the_hdf5_writer_is_the_layout_keras_reads(tmp_path):
+    """verify_weights.write_keras_h5 writes what Keras' own `load_weights`
+    reads from keras.applications' .h5 files (so the parity above is with them)."""
+    def small():
+        inputs = keras.Input((8, 8, 3))
+        x = keras.layers.Conv2D(4, 3, name="conv")(inputs)
+        x = keras.layers.BatchNormalization(name="bn")(x)
+        x = keras.layers.Flatten(name="flatten")(x)
+        return keras.Model(inputs, keras.layers.Dense(2, name="predictions")(x))
+
+    source, copy = small(), small()
+    verify_weights.randomize_keras(source)
+    verify_weights.write_keras_h5(source, tmp_path / "small.h5")
+    copy.load_weights(tmp_path / "small.h5")
+    for a, b in zip(source.get_weights(), copy.get_weights()):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_keras_resnet_needs_its_layout(keras_resnet50):
     path = keras_resnet50[0]
-    model = zoo.create_model("resnet50", weights=path, input_shape=(32, 32, 3))
-    config = model.get_config()
-    assert (config["stride_in_1x1"], config["padding"], config["bn_epsilon"]) == (
-        True, "symmetric", 1.001e-5)
     with pytest.raises(ValueError, match=r"stride_in_1x1=False is not accepted; expected True "
                                          r"with the keras.applications weights for resnet50"):
         zoo.create_model("resnet50", weights=path, stride_in_1x1=False)
 
 
 def test_new_head_when_the_classes_differ(keras_resnet50, capsys):
-    path, x, _ = keras_resnet50
-    full = zoo.create_model("resnet50", weights=path, input_shape=(32, 32, 3))
-    capsys.readouterr()
+    path = keras_resnet50[0]
     model = zoo.create_model("resnet50", weights=path, input_shape=(32, 32, 3), num_classes=10)
     message = capsys.readouterr().err
-    assert "predictions (the file's classifier has 1000 classes, the model 10)" in message
-    np.testing.assert_array_equal(kernel(model, "stage4_block3_conv3"),
-                                  kernel(full, "stage4_block3_conv3"))
+    assert "but not into predictions (the file's classifier has 1000 classes, the model 10)" \
+        in message
+    with h5py.File(path) as f:
+        np.testing.assert_array_equal(kernel(model, "stage4_block3_conv3"),
+                                      f["conv5_block3_3_conv/conv5_block3_3_conv/kernel:0"][()])
     assert model.output_shape == (None, 10)
     assert model.pretrained["class_names"] is None and model.pretrained["num_classes"] == 1000
 
@@ -369,16 +389,14 @@ def test_serving_graph_is_keras_applications_caffe_pipeline(keras_resnet50):
     preprocess_input (RGB -> BGR, minus the mean pixel), then ResNet50."""
     from zoo.serving import export
 
-    path = keras_resnet50[0]
-    reference = verify_weights.keras_reference("resnet50", (64, 64, 3))
-    reference.load_weights(path)  # keras' own reader of the same file
-    model = zoo.create_model("resnet50", weights=path, input_shape=(64, 64, 3),
+    path, _, _, reference = keras_resnet50
+    model = zoo.create_model("resnet50", weights=path, input_shape=(32, 32, 3),
                              classifier_activation="linear")
     settings = export.pretrained_settings(model)
     serving = export.serving_model(model, settings["mean"], settings["std"], fit=settings["fit"])
-    images = RNG.integers(0, 256, (3, 48, 56, 3), np.uint8)
+    images = RNG.integers(0, 256, (3, 24, 28, 3), np.uint8)
     resized = keras.ops.convert_to_numpy(keras.ops.image.resize(
-        images.astype("float32"), (64, 64), interpolation="bilinear", antialias=True))
+        images.astype("float32"), (32, 32), interpolation="bilinear", antialias=True))
     expected = reference.predict(verify_weights.keras_preprocess("resnet50", resized), verbose=0)
     assert verify_weights.compare(expected, serving.predict(images, verbose=0))["ok"]
 
