@@ -122,7 +122,8 @@ def main(argv=None):
             model = zoo.create_model(name, weights=args.weights, input_shape=(size, size, 3))
         else:
             model = keras.saving.load_model(args.source)
-        # Images smaller than the network's input are padded to it, as in training.
+        # Images smaller than the network's input are padded to it, as in training
+        # (resized, RGB, with the weights' normalization when they are ImageNet's).
         data = data_module.prepare_data(config, normalization=source_config.get("normalization"),
                                         min_size=min(model.input_shape[1:3]))
         if data["num_classes"] != args.num_classes:

@@ -212,6 +212,9 @@ def split_options(options):
     `pretrained`, the metadata `ZooModel` records)."""
     keras_kwargs = {k: options.pop(k) for k in ("trainable", "dtype", "pretrained")
                     if k in options}
+    if not isinstance(keras_kwargs.get("pretrained", {}), (dict, type(None))):
+        raise resolve.bad_option("pretrained", keras_kwargs["pretrained"],
+                                 "None or the dict zoo.create_model(weights=...) records")
     unknown = set(options) - set(LayerBuilder.OPTIONS)
     if unknown:
         raise TypeError(
@@ -227,9 +230,6 @@ class ZooModel(keras.Model):
     def _finish(self, inputs, outputs, name, config, keras_kwargs):
         keras_kwargs = dict(keras_kwargs)
         pretrained = keras_kwargs.pop("pretrained", None)
-        if pretrained is not None and not isinstance(pretrained, dict):
-            raise resolve.bad_option("pretrained", pretrained,
-                                     "None or the dict zoo.create_model(weights=...) records")
         super().__init__(inputs=inputs, outputs=outputs, name=name, **keras_kwargs)
         self._zoo_config = dict(config)
         if keras_kwargs.get("dtype") is not None:  # round-trips as given

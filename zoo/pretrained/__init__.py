@@ -116,7 +116,3 @@ def create(name, weights, build, options):
               + ": these start from their initialization (train them; docs/pretrained.md)",
               file=sys.stderr)
     return model
-
-
-def imagenet_class_names():
-    return catalog.imagenet_class_names()
