@@ -4,13 +4,17 @@
     python scripts/export.py runs/resnet20_cifar10/model.keras --tta 10crop --out exported/r20_tta
     python scripts/export.py runs/a/model.keras runs/b/model.keras --out exported/ensemble
     python scripts/export.py model.keras --mean 0.1307 --std 0.3081 --out exported/m
+    python scripts/export.py imagenet:resnet50 --weights torchvision --out exported/r50
 
 The signature ``serve`` takes ``images`` (uint8, (N, H, W, C), any N and by
 default any H, W: no larger than the model's input is zero-padded centrally, as
 training pads MNIST, else resized) and returns ``probabilities``. Normalization
 comes from the training run's config.json beside each .keras file, else from
---mean/--std. Several .keras files export one soft-voting ensemble (members
-must share normalization); --tta adds test-time views to the graph.
+what a model built from ImageNet weights records, else from --mean/--std.
+imagenet:NAME exports zoo model NAME with the ImageNet weights of --weights
+(keras, torchvision or a weights file), its preprocessing and class names.
+Several .keras files export one soft-voting ensemble (members must share
+normalization); --tta adds test-time views to the graph.
 Run `python scripts/predict.py DIR INPUTS` on the result (TensorFlow only).
 """
 
@@ -22,7 +26,9 @@ from pathlib import Path
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import startup  # noqa: E402,F401  (TensorFlow without its start-up noise; scripts/startup.py)
+import zoo  # noqa: E402
 from augment import tta as augment_tta  # noqa: E402
+from zoo import pretrained  # noqa: E402
 from zoo.cli import args as types  # noqa: E402
 from zoo.serving import export  # noqa: E402
 
@@ -53,7 +59,11 @@ def _size(text):
 def parse_args(argv=None):
     parser = types.Parser(description=__doc__.split("\n\n")[0])
     parser.add_argument("models", nargs="+", metavar="MODEL.keras",
-                        help="a trained model; several make a soft-voting ensemble")
+                        help="a trained model; several make a soft-voting ensemble; or "
+                             "imagenet:NAME with --weights")
+    parser.add_argument("--weights", metavar="SOURCE|FILE",
+                        help="with imagenet:NAME: keras, torchvision (downloaded once) or a "
+                             "weights file (.h5, .pth, .safetensors)")
     parser.add_argument("--out", required=True, help="output folder of the SavedModel")
     parser.add_argument("--tta", help=f"test-time views: {', '.join(augment_tta.VIEWS)}")
     parser.add_argument("--tta-padding", type=types.positive_int,
@@ -77,7 +87,23 @@ def parse_args(argv=None):
                      f"{', '.join(augment_tta.VIEWS)}")
     if (args.mean is None) != (args.std is None):
         parser.error("--mean and --std go together: pass both or neither")
+    imagenet = [types.imagenet_name(m) for m in args.models if types.imagenet_name(m)]
+    if imagenet and args.weights is None:
+        parser.error(f"MODEL.keras=imagenet:{imagenet[0]} needs --weights (keras, torchvision "
+                     "or a weights file)")
+    if args.weights is not None and not imagenet:
+        parser.error("--weights goes with MODEL.keras=imagenet:NAME (a trained .keras file "
+                     "has its weights)")
+    for name in imagenet:
+        try:
+            if name not in zoo.list_models():
+                raise ValueError(f"model={name!r} is not registered")
+            pretrained.check(name, args.weights)
+        except ValueError as error:
+            parser.error(f"argument --weights: {error}")
     for path in args.models:
+        if types.imagenet_name(path):
+            continue
         if not Path(path).is_file() or Path(path).suffix != ".keras":
             what = "a folder" if Path(path).is_dir() else ("a missing file" if not Path(path)
                                                            .exists() else "not a .keras file")
@@ -86,12 +112,16 @@ def parse_args(argv=None):
     return parser, args
 
 
-def resolve_settings(parser, args):
-    """Normalization and TTA settings from each model's config.json and the flags."""
+def resolve_settings(parser, args, models):
+    """Normalization, resizing and TTA settings from each model's config.json,
+    else what a model from ImageNet weights records, and the flags."""
     try:
-        settings = [export.read_settings(path) for path in args.models]
+        settings = [None if types.imagenet_name(path) else export.read_settings(path)
+                    for path in args.models]
     except ValueError as error:  # a config.json that is not a training run's
         parser.error(f"{error}; pass --mean and --std instead")
+    settings = [found or export.pretrained_settings(model)
+                for found, model in zip(settings, models)]
     stats = set()
     for path, found in zip(args.models, settings):
         if args.mean is not None:
@@ -107,7 +137,8 @@ def resolve_settings(parser, args):
     mean, std = (list(v) for v in stats.pop())
     first = next((s for s in settings if s), {}) or {}
     return {"mean": mean, "std": std, "crop_padding": first.get("crop_padding") or 0,
-            "dataset": first.get("dataset"), "image_size": first.get("image_size")}
+            "dataset": first.get("dataset"), "image_size": first.get("image_size"),
+            "fit": first.get("fit") or "pad", "class_names": first.get("class_names")}
 
 
 def read_labels(parser, text, num_classes):
@@ -126,12 +157,19 @@ def main(argv=None):
     parser, args = parse_args(argv)
     models = []
     for path in args.models:
+        name = types.imagenet_name(path)
+        if name:
+            try:
+                models.append(zoo.create_model(name, weights=args.weights))
+            except ValueError as error:  # a damaged file, another architecture's weights
+                parser.error(f"argument --weights: {error}")
+            continue
         try:
             models.append(export.load_model(path))
         except Exception as error:  # a damaged or foreign archive: zip, JSON or h5py errors
             parser.error(f"MODEL.keras={path!r} is not accepted: it does not load as a Keras "
                          f"model ({type(error).__name__}: {str(error).splitlines()[0][:200]})")
-    settings = resolve_settings(parser, args)
+    settings = resolve_settings(parser, args, models)
     model = models[0] if len(models) == 1 else export.average_models(models)
     height, width, channels = export.model_input_shape(model)
     if args.image_size and args.image_size != (height, width):
@@ -141,17 +179,19 @@ def main(argv=None):
     try:
         serving = export.serving_model(
             model, settings["mean"], settings["std"], raw_shape=raw_shape, tta=args.tta,
-            crop_padding=settings["crop_padding"], tta_padding=args.tta_padding)
+            crop_padding=settings["crop_padding"], tta_padding=args.tta_padding,
+            fit=settings["fit"])
     except ValueError as error:
         parser.error(str(error))
     num_classes = int(serving.output_shape[-1])
     names = read_labels(parser, args.labels, num_classes)
     if names is None:
-        names = export.CLASS_NAMES.get(settings["dataset"])
+        names = export.CLASS_NAMES.get(settings["dataset"]) or settings["class_names"]
         names = names if names and len(names) == num_classes else None
     try:
         info = export.export_saved_model(serving, args.out, overwrite=args.overwrite, metadata={
-            "models": [str(p) for p in args.models], "ensemble": len(models) > 1,
+            "models": [str(p) for p in args.models], "weights": args.weights,
+            "ensemble": len(models) > 1,
             "tta": args.tta, "mean": settings["mean"], "std": settings["std"],
             "model_input_shape": [height, width, channels], "class_names": names})
     except ValueError as error:

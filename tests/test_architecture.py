@@ -16,7 +16,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("zoo", "augment", "ensembles")
 MODEL_LIBRARY = ("zoo", "zoo.registry", "zoo.resolve", "zoo.base", "zoo.layers", "zoo.flops",
-                 "zoo.lenet", "zoo.alexnet", "zoo.vgg", "zoo.googlenet", "zoo.resnet")
+                 "zoo.lenet", "zoo.alexnet", "zoo.vgg", "zoo.googlenet", "zoo.resnet",
+                 "zoo.pretrained", "zoo.pretrained.catalog", "zoo.pretrained.files",
+                 "zoo.pretrained.convert", "zoo.pretrained.from_keras",
+                 "zoo.pretrained.from_torchvision")
 APPLICATION = ("zoo.training", "zoo.search", "zoo.serving", "zoo.cli", "zoo.compat")
 
 

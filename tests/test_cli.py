@@ -10,8 +10,10 @@ import keras
 import numpy as np
 import pytest
 
+import state_dicts
 import zoo
 from zoo.cli import train as cli
+from zoo.pretrained import catalog
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -70,6 +72,16 @@ def test_script_end_to_end_on_real_mnist(script, tmp_path):
     (["--init", "bogus"], "argument --init: 'bogus' is not accepted; expected one of"),
     (["--option", "stochastic_depth=0.1"], "argument --option: unknown model option(s) "
                                             "['stochastic_depth']"),
+    (["--model", "resnet18", "--weights", "imagenet"],
+     "argument --weights: 'imagenet' is not accepted; expected None, 'keras', 'torchvision', or "
+     "the path of a weights file"),
+    (["--model", "lenet5", "--weights", "torchvision"],
+     "argument --weights: 'torchvision' is not accepted; expected None for lenet5"),
+    (["--model", "resnet18", "--weights", "missing.pth"], "(.h5, .hdf5, .pth, .pt, .safetensors): "
+                                                           "no such file"),
+    (["--model", "resnet18", "--weights", "torchvision", "--option", "padding=same"],
+     "argument --option: padding='same' is not accepted; expected 'symmetric' with the "
+     "torchvision weights for resnet18"),
 ])
 def test_bad_flags_stop_at_argument_parsing(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -87,6 +99,27 @@ def test_bad_model_option_fails_before_training(tmp_path, capsys):
     assert "argument --dropout: 1.0 is not accepted; expected a number in [0, 1)" in \
         capsys.readouterr().err
     assert not (tmp_path / "run" / "log.csv").exists()
+
+
+def test_training_from_imagenet_weights_offline(tmp_path, capsys):
+    """--weights FILE: the model starts from the file (a narrow torchvision
+    resnet18), the images are RGB, resized and normalized as the weights say,
+    and the run records all of it."""
+    weights = state_dicts.resnet18_file(tmp_path / "resnet18.safetensors")
+    out = tmp_path / "run"
+    cli.main(["--model", "resnet18", "--option", "widths=[4,8,8,8]", "--weights", str(weights),
+              "--dataset", "mnist_sample", "--limit-train", "32", "--limit-test", "16",
+              "--epochs", "1", "--batch-size", "16", "--out", str(out), "--verbose", "0"])
+    assert "resnet18 takes images of at least 32x32: resizing the 28x28 images to 32x32" in \
+        capsys.readouterr().err
+    config = json.loads((out / "config.json").read_text())
+    assert config["weights"] == str(weights) and config["input_shape"] == [32, 32, 3]
+    np.testing.assert_allclose(config["normalization"]["mean"], catalog.IMAGENET_MEAN)
+    np.testing.assert_allclose(config["normalization"]["std"], catalog.IMAGENET_STD)
+    assert config["model_config"]["padding"] == "symmetric"
+    model = keras.saving.load_model(out / "model.keras")
+    assert model.pretrained["file"] == "resnet18.safetensors"
+    assert model.pretrained["class_names"] is None  # 10 classes: the head was new
 
 
 def test_recipes_parse_and_match_their_papers():

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import state_dicts
 import zoo
 from augment import datasets
 from augment import tta as augment_tta
@@ -310,3 +311,36 @@ def test_tta_evaluation_settings_mirror_training():
     assert augment_tta.evaluation_settings([0.5, 0.2], [0.0, 0.1], 0) == {
         "padding": 2, "fill_value": [-0.5, -2.0]}
     assert augment_tta.evaluation_settings([0.5], [0.25], 8)["padding"] == 4
+
+
+def test_export_script_from_imagenet_weights(tmp_path, capsys):
+    """imagenet:NAME --weights FILE: the model, its preprocessing (resize, the
+    weights' mean/std) and the ImageNet class names in one SavedModel, offline."""
+    weights = state_dicts.resnet18_file(tmp_path / "resnet18.safetensors",
+                                        widths=(64, 128, 256, 512))
+    script = load_script("export")
+    assert script.main(["imagenet:resnet18", "--weights", str(weights),
+                        "--out", str(tmp_path / "r18")]) == 0
+    info = json.loads((tmp_path / "r18" / export.METADATA_FILE).read_text())
+    assert info["class_names"][:2] == ["tench", "goldfish"] and info["num_classes"] == 1000
+    assert info["mean"] == [0.485, 0.456, 0.406] and info["model_input_shape"] == [224, 224, 3]
+    assert info["preprocessing"].startswith("resize (bilinear) to the model input")
+    serve = tf.saved_model.load(str(tmp_path / "r18")).signatures["serve"]
+    images = RNG.integers(0, 256, (2, 40, 32, 3), np.uint8)
+    model = zoo.create_model("resnet18", weights=weights)
+    resized = keras.ops.image.resize(images.astype("float32"), (224, 224),
+                                     interpolation="bilinear", antialias=True)
+    expected = predict(model, datasets.normalize(keras.ops.convert_to_numpy(resized),
+                                                 np.float32(info["mean"]), np.float32(info["std"])))
+    exported = serve(images=tf.constant(images))["probabilities"].numpy()
+    np.testing.assert_allclose(exported, expected, atol=TOLERANCE)
+    for argv, message in (
+            (["imagenet:resnet18"], "needs --weights (keras, torchvision or a weights file)"),
+            (["imagenet:lenet5", "--weights", str(weights)],
+             "argument --weights: weights=" + repr(str(weights)) + " is not accepted; expected "
+             "None for lenet5"),
+            ([str(tmp_path / "x.keras"), "--weights", "keras"], "--weights goes with "
+                                                                 "MODEL.keras=imagenet:NAME")):
+        with pytest.raises(SystemExit):
+            script.main([*argv, "--out", str(tmp_path / "bad")])
+        assert message in capsys.readouterr().err

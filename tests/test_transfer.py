@@ -6,9 +6,13 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import pytest
 
+import state_dicts
 import zoo
-from zoo.training import transfer
+from zoo.pretrained import catalog
+from zoo.serving import export
+from zoo.training import TrainConfig, prepare_data, transfer
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -57,3 +61,50 @@ def test_finetune_script_on_a_saved_model(tmp_path):
     assert 0 <= report["test_accuracy"] <= 1
     model = keras.saving.load_model(tmp_path / "ft" / "model.keras")
     assert model.output_shape == (None, 5)
+
+
+def test_data_for_imagenet_weights_are_rgb_resized_and_normalized_as_theirs(tmp_path, capsys):
+    weights = str(state_dicts.resnet18_file(tmp_path / "resnet18.safetensors"))
+    config = TrainConfig(model="resnet18", dataset="mnist_sample", limit_train=8, limit_test=4,
+                         val_split=0.0, weights=weights, image_size=40)
+    data = prepare_data(config)
+    raw = data["x_train_raw"]
+    assert raw.shape[1:] == (40, 40, 3) and raw.dtype == np.uint8
+    assert np.array_equal(raw[..., 0], raw[..., 2])  # grayscale repeated
+    np.testing.assert_allclose(data["mean"], catalog.IMAGENET_MEAN)
+    np.testing.assert_allclose(data["x_train"], (raw / 255 - np.float32(catalog.IMAGENET_MEAN))
+                               / np.float32(catalog.IMAGENET_STD), rtol=1e-5, atol=1e-5)
+    small = prepare_data(TrainConfig(model="resnet18", dataset="mnist_sample", limit_train=8,
+                                     limit_test=4, val_split=0.0, weights=weights))
+    assert small["x_train"].shape[1:] == (32, 32, 3)  # resnet18's minimum, resized up
+    assert "resizing the 28x28 images to 32x32 (bilinear" in capsys.readouterr().err
+
+
+def test_finetune_script_from_imagenet_weights(tmp_path, capsys):
+    """--from imagenet:resnet18 --weights FILE, offline; the run exports with
+    the weights' preprocessing."""
+    import finetune
+
+    weights = state_dicts.resnet18_file(tmp_path / "resnet18.safetensors",
+                                        widths=(64, 128, 256, 512))
+    out = tmp_path / "ft"
+    report = finetune.main(["--from", "imagenet:resnet18", "--weights", str(weights),
+                            "--image-size", "32", "--num-classes", "5", "--dataset",
+                            "mnist_sample", "--classes", "5,6,7,8,9", "--limit-train", "32",
+                            "--limit-test", "16", "--head-epochs", "1", "--finetune-epochs", "1",
+                            "--unfreeze", "1", "--verbose", "0", "--out", str(out)])
+    assert report["unfrozen_blocks"] == ["stage4_block2"]
+    config = json.loads((out / "config.json").read_text())
+    assert config["weights"] == str(weights) and config["input_shape"] == [32, 32, 3]
+    settings = export.read_settings(out / "model.keras")
+    assert settings["fit"] == "resize" and settings["image_size"] == 32
+    np.testing.assert_allclose(settings["mean"], catalog.IMAGENET_MEAN)
+    for argv, message in ((["--from", "imagenet:resnet18"], "needs --weights"),
+                          (["--from", str(out / "model.keras"), "--weights", "keras"],
+                           "--weights and --image-size go with --from imagenet:NAME"),
+                          (["--from", "imagenet:lenet5", "--weights", "torchvision"],
+                           "argument --weights: weights='torchvision' is not accepted; expected "
+                           "None for lenet5")):
+        with pytest.raises(SystemExit):
+            finetune.main([*argv, "--num-classes", "5", "--out", str(tmp_path / "bad")])
+        assert message in capsys.readouterr().err

@@ -15,7 +15,7 @@ the application built on it: `zoo.training`, `zoo.search`, `zoo.serving` and
 from zoo import lenet, alexnet, vgg, googlenet, resnet  # noqa: F401,I001
 from zoo.alexnet import AlexNet
 from zoo.googlenet import GoogLeNet
-from zoo.layers import LocalResponseNormalization, Maxout, StochasticDepth
+from zoo.layers import AdaptiveAveragePooling, LocalResponseNormalization, Maxout, StochasticDepth
 from zoo.lenet import LeNet
 from zoo.registry import (create_model, get_family, list_families, list_models, min_input_size,
                           register_family, register_model)
@@ -24,7 +24,7 @@ from zoo.vgg import VGG
 
 __all__ = [
     "AlexNet", "GoogLeNet", "LeNet", "ResNet", "VGG",
-    "LocalResponseNormalization", "Maxout", "StochasticDepth",
+    "AdaptiveAveragePooling", "LocalResponseNormalization", "Maxout", "StochasticDepth",
     "create_model", "get_family", "list_families", "list_models", "min_input_size",
     "register_family",
     "register_model",

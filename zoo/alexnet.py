@@ -7,14 +7,16 @@ grouping of the paper is folded into single layers, as in every
 reimplementation. Local response normalization after conv1 and conv2 is
 optional (`lrn=True`); batch norm is the modern replacement and on by default.
 The CIFAR geometry keeps the layout at 32x32: 5x5 stride-1 first layer,
-'same' pooling down to 4x4 and 1024-unit FC layers.
+'same' pooling down to 4x4 and 1024-unit FC layers. torchvision's AlexNet is
+the one-GPU variant of Krizhevsky 2014 ("One weird trick"): filters
+64/192/384/256/256, no LRN, and `adaptive_pool=6` before the head.
 """
 
 import keras
 
 from zoo import resolve
 from zoo.base import ZooModel, common_arguments, register_serializable, split_options
-from zoo.layers import LocalResponseNormalization
+from zoo.layers import AdaptiveAveragePooling, LocalResponseNormalization
 from zoo.registry import register_family, register_model
 
 GEOMETRIES = {
@@ -49,23 +51,30 @@ class AlexNet(ZooModel):
         lrn: local response normalization after conv1 and conv2.
         filters: channels of the five convolutions.
         hidden_units: width of the two hidden FC layers.
+        adaptive_pool: None, or N: average-pool the last feature map to N x N
+            before the head (torchvision's `AdaptiveAvgPool2d`, N = 6).
         dropout: on the outputs of fc6 and fc7 (0.5 in the paper).
         **options: the shared options (see `zoo.base.LayerBuilder`).
     """
 
     def __init__(self, num_classes=1000, input_shape=None, geometry="imagenet", lrn=False,
-                 filters=None, hidden_units=None, dropout=0.5, name="alexnet", **options):
+                 filters=None, hidden_units=None, adaptive_pool=None, dropout=0.5, name="alexnet",
+                 **options):
         resolve.check_choice("geometry", geometry, tuple(GEOMETRIES))
         g = GEOMETRIES[geometry]
         filters = resolve.check_int_list("filters", filters or list(g["filters"]), length=5)
         hidden_units = resolve.check_positive_int("hidden_units", hidden_units or g["hidden_units"])
+        if adaptive_pool is not None:
+            resolve.check_positive_int("adaptive_pool", adaptive_pool)
         b, keras_kwargs = split_options({"dropout": dropout, **options})
         shape = common_arguments(
             num_classes, input_shape or g["input_shape"], _min_input_size(geometry), name
         )
 
         def pool(x, name):
-            return keras.layers.MaxPooling2D(POOL, POOL_STRIDE, padding=g["pool_padding"], name=name)(x)
+            if g["pool_padding"] == "same":
+                return b.max_pool(x, POOL, POOL_STRIDE, name)
+            return keras.layers.MaxPooling2D(POOL, POOL_STRIDE, name=name)(x)
 
         inputs = keras.Input(shape)
         x = keras.layers.ZeroPadding2D(g["pad"], name="conv1_pad")(inputs)
@@ -80,6 +89,8 @@ class AlexNet(ZooModel):
         for i in (2, 3, 4):
             x = b.conv_norm_act(x, filters[i], 3, f"conv{i + 1}")
         x = pool(x, "pool5")
+        if adaptive_pool:
+            x = AdaptiveAveragePooling(adaptive_pool, name="adaptive_pool")(x)
         x = keras.layers.Flatten(name="flatten")(x)
         x = b.hidden_dense(x, hidden_units, "fc6")
         x = b.hidden_dense(x, hidden_units, "fc7")
@@ -87,7 +98,8 @@ class AlexNet(ZooModel):
 
         config = {
             "num_classes": num_classes, "input_shape": list(shape), "geometry": geometry,
-            "lrn": lrn, "filters": filters, "hidden_units": hidden_units, **b.config(),
+            "lrn": lrn, "filters": filters, "hidden_units": hidden_units,
+            "adaptive_pool": adaptive_pool, **b.config(),
         }
         self._finish(inputs, outputs, name, config, keras_kwargs)
 

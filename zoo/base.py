@@ -16,6 +16,7 @@ from zoo.layers import PACKAGE, Maxout
 BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-5
 PRELU_INIT = 0.25  # He et al. 2015
+PADDINGS = ("same", "symmetric")
 
 
 class LayerBuilder:
@@ -34,16 +35,23 @@ class LayerBuilder:
         leaky_relu_slope: negative slope for leaky_relu.
         maxout_pieces: linear pieces k for maxout (>= 2).
         classifier_activation: "softmax" (probabilities) or "linear"/None (logits).
+        padding: of strided convolutions and pools: "same" (TensorFlow's: the
+            odd pixel of padding at the bottom/right) or "symmetric" (PyTorch's
+            and Caffe's: (k - 1) / 2 on every side, or no padding and the output
+            size rounded up where the network pools in `ceil_mode`), as
+            torchvision's and keras.applications' ImageNet weights need.
+        bn_epsilon: BatchNorm's epsilon (1e-5; keras.applications' ResNets
+            1.001e-5, torchvision's GoogLeNet 1e-3).
     """
 
     OPTIONS = (
         "activation", "kernel_initializer", "batch_norm", "kernel_regularizer", "dropout",
-        "leaky_relu_slope", "maxout_pieces", "classifier_activation",
+        "leaky_relu_slope", "maxout_pieces", "classifier_activation", "padding", "bn_epsilon",
     )
 
     def __init__(self, activation="relu", kernel_initializer="he_normal", batch_norm=True,
                  kernel_regularizer=None, dropout=0.0, leaky_relu_slope=0.01, maxout_pieces=2,
-                 classifier_activation="softmax"):
+                 classifier_activation="softmax", padding="same", bn_epsilon=BN_EPSILON):
         self.activation = resolve.canonical_activation(activation)
         self.kernel_initializer = resolve.canonical_initializer(kernel_initializer)
         if not isinstance(batch_norm, bool):
@@ -60,6 +68,9 @@ class LayerBuilder:
             "classifier_activation", classifier_activation, ("softmax", "linear", None)
         )
         self.classifier_activation = "softmax" if classifier_activation == "softmax" else None
+        self.padding = resolve.check_choice("padding", padding, PADDINGS)
+        self.bn_epsilon = float(resolve.check_number("bn_epsilon", bn_epsilon, low=0.0,
+                                                     low_open=True))
 
     def config(self):
         return {name: getattr(self, name) for name in self.OPTIONS}
@@ -81,10 +92,15 @@ class LayerBuilder:
         gradient of a strided 1x1 convolution corrupts the heap (a crash)
         with narrow layers and odd batch sizes (TF 2.21; see
         `tests/test_zoo.py::test_strided_1x1_convolution_is_subsample_then_conv`).
+        A larger strided 'same' convolution with `padding="symmetric"` is
+        `NAME_pad` (zeros, (k - 1) / 2 per side) then a 'valid' convolution.
         """
         if kernel_size in (1, (1, 1)) and strides not in (1, (1, 1)):
             x = keras.layers.MaxPooling2D(1, strides, name=f"{name}_subsample")(x)
             strides = 1
+        elif padding == "same" and strides not in (1, (1, 1)) and self.padding == "symmetric":
+            x = keras.layers.ZeroPadding2D(_side(kernel_size) // 2, name=f"{name}_pad")(x)
+            padding = "valid"
         return keras.layers.Conv2D(
             filters, kernel_size, strides=strides, padding=padding,
             use_bias=not self.batch_norm, name=name, **self._kernel_args(zero_init),
@@ -95,9 +111,22 @@ class LayerBuilder:
         if not self.batch_norm:
             return x
         return keras.layers.BatchNormalization(
-            momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name,
+            momentum=BN_MOMENTUM, epsilon=self.bn_epsilon, name=name,
             gamma_initializer="zeros" if zero_init else "ones",
         )(x)
+
+    def max_pool(self, x, pool_size, strides, name, ceil_mode=False):
+        """A max pool padded as `padding` says: "same" (TensorFlow's), or
+        "symmetric": (k - 1) / 2 pixels of -inf on every side (PyTorch's
+        `padding=(k - 1) // 2`: a stride-1 'same' pool, then `NAME_subsample`
+        keeps every `strides`-th pixel), or with `ceil_mode` no padding and the
+        output size rounded up (PyTorch's `ceil_mode=True`, Caffe's pooling)."""
+        if self.padding == "same" or strides == 1:
+            return keras.layers.MaxPooling2D(pool_size, strides, padding="same", name=name)(x)
+        if ceil_mode:
+            return _ceil_mode_pool(x, pool_size, strides, name)
+        x = keras.layers.MaxPooling2D(pool_size, 1, padding="same", name=name)(x)
+        return keras.layers.MaxPooling2D(1, strides, name=f"{name}_subsample")(x)
 
     def act(self, x, name):
         if self.activation == "leaky_relu":
@@ -141,6 +170,34 @@ class LayerBuilder:
         )(x)
 
 
+def _side(size):
+    return size if isinstance(size, int) else size[0]
+
+
+def _ceil_mode_pool(x, pool_size, strides, name):
+    """PyTorch's `MaxPool2d(pool_size, strides, ceil_mode=True)`: the last
+    window may run past the bottom/right edge (by at most strides - 1 pixels).
+    Per side that is a 'valid' pool (no overhang) or TensorFlow's 'same' (its
+    padding all at the end); an input where neither fits both sides is
+    zero-padded at the end, exact after a ReLU (as in torchvision's GoogLeNet)."""
+    fits, overhang = {"valid", "same"}, []
+    for size in x.shape[1:3]:
+        out = -(-(size - pool_size) // strides) + 1
+        if (out - 1) * strides >= size:  # a window must start inside the input
+            out -= 1
+        extra = (out - 1) * strides + pool_size - size
+        overhang.append(max(extra, 0))
+        same_out = -(-size // strides)
+        same_pad = max((same_out - 1) * strides + pool_size - size, 0)
+        same_fits = same_out == out and same_pad == max(extra, 0) and same_pad // 2 == 0
+        fits &= ({"same"} if same_fits else set()) | ({"valid"} if extra <= 0 else set())
+    if fits:
+        mode = "same" if "same" in fits else "valid"
+        return keras.layers.MaxPooling2D(pool_size, strides, padding=mode, name=name)(x)
+    x = keras.layers.ZeroPadding2D(((0, overhang[0]), (0, overhang[1])), name=f"{name}_pad")(x)
+    return keras.layers.MaxPooling2D(pool_size, strides, name=name)(x)
+
+
 def output_dtype():
     """"float32" under a mixed precision policy (float16/bfloat16 compute, float32
     variables), else None (the global policy): the classifier then computes its
@@ -151,8 +208,13 @@ def output_dtype():
 
 
 def split_options(options):
-    """Separates the shared options from Keras' own constructor kwargs."""
-    keras_kwargs = {k: options.pop(k) for k in ("trainable", "dtype") if k in options}
+    """Separates the shared options from Keras' own constructor kwargs (and
+    `pretrained`, the metadata `ZooModel` records)."""
+    keras_kwargs = {k: options.pop(k) for k in ("trainable", "dtype", "pretrained")
+                    if k in options}
+    if not isinstance(keras_kwargs.get("pretrained", {}), (dict, type(None))):
+        raise resolve.bad_option("pretrained", keras_kwargs["pretrained"],
+                                 "None or the dict zoo.create_model(weights=...) records")
     unknown = set(options) - set(LayerBuilder.OPTIONS)
     if unknown:
         raise TypeError(
@@ -166,11 +228,21 @@ class ZooModel(keras.Model):
     """Functional base: a family builds its graph, then calls `_finish`."""
 
     def _finish(self, inputs, outputs, name, config, keras_kwargs):
+        keras_kwargs = dict(keras_kwargs)
+        pretrained = keras_kwargs.pop("pretrained", None)
         super().__init__(inputs=inputs, outputs=outputs, name=name, **keras_kwargs)
         self._zoo_config = dict(config)
         if keras_kwargs.get("dtype") is not None:  # round-trips as given
             self._zoo_config["dtype"] = keras.dtype_policies.serialize(
                 keras.dtype_policies.get(keras_kwargs["dtype"]))
+        if pretrained is not None:
+            self._zoo_config["pretrained"] = pretrained
+
+    @property
+    def pretrained(self):
+        """What `zoo.create_model(weights=...)` recorded (source, file, the
+        preprocessing the weights expect, class names), or None."""
+        return self._zoo_config.get("pretrained")
 
     def get_config(self):
         return {"name": self.name, "trainable": self.trainable, **self._zoo_config}

@@ -8,6 +8,12 @@ the widths below). Two auxiliary classifiers (5x5/3 average pool, 1x1 conv
 with weight 0.3 in training only, and inference returns the main output alone.
 The CIFAR geometry (as in common CIFAR reimplementations) replaces the stem by
 a 3x3 convolution with 192 channels and keeps the modules, downsampling twice.
+
+torchvision's GoogLeNet is TF-slim's Inception v1: batch norm (epsilon 1e-3),
+a 3x3 convolution in the "5x5" branch (`branch5_kernel=3`; the layers keep
+their `_5x5` names), a 2x2 max pool before inception 5a (`pool_4e_size=2`),
+and with `padding="symmetric"` PyTorch's arithmetic: conv1 pads 3 on every side
+and the stride-2 pools round their output size up (`ceil_mode`).
 """
 
 import keras
@@ -40,14 +46,14 @@ def scaled(channels, width_scale):
     return max(1, int(round(channels * width_scale)))
 
 
-def inception_module(b, x, widths, name, width_scale=1.0):
+def inception_module(b, x, widths, name, width_scale=1.0, branch5_kernel=5):
     """One Inception module with 1x1 reductions before the 3x3 and 5x5 branches."""
     c1, c3r, c3, c5r, c5, pp = [scaled(w, width_scale) for w in widths]
     branch1 = b.conv_norm_act(x, c1, 1, f"{name}_1x1")
     branch3 = b.conv_norm_act(x, c3r, 1, f"{name}_3x3_reduce")
     branch3 = b.conv_norm_act(branch3, c3, 3, f"{name}_3x3")
     branch5 = b.conv_norm_act(x, c5r, 1, f"{name}_5x5_reduce")
-    branch5 = b.conv_norm_act(branch5, c5, 5, f"{name}_5x5")
+    branch5 = b.conv_norm_act(branch5, c5, branch5_kernel, f"{name}_5x5")
     branch_pool = layers.MaxPooling2D(3, 1, padding="same", name=f"{name}_pool")(x)
     branch_pool = b.conv_norm_act(branch_pool, pp, 1, f"{name}_pool_proj")
     return layers.Concatenate(name=f"{name}_concat")([branch1, branch3, branch5, branch_pool])
@@ -76,18 +82,24 @@ class GoogLeNet(ZooModel):
         aux_weight: weight of each auxiliary loss (0.3 in the paper).
         lrn: local response normalization in the ImageNet stem, as in the paper.
         width_scale: multiplies every channel count (1.0 is the paper).
+        branch5_kernel: kernel of the "5x5" branch: 5 (the paper) or 3
+            (TF-slim's Inception v1, torchvision's GoogLeNet).
+        pool_4e_size: the max pool before inception 5a: 3 (the paper) or 2
+            (TF-slim, torchvision).
         dropout: before the classifier (0.4 in the paper).
         **options: the shared options (see `zoo.base.LayerBuilder`).
     """
 
     def __init__(self, num_classes=1000, input_shape=(224, 224, 3), stem="imagenet",
-                 aux_logits=True, aux_weight=0.3, lrn=False, width_scale=1.0, dropout=0.4,
-                 name="googlenet", **options):
+                 aux_logits=True, aux_weight=0.3, lrn=False, width_scale=1.0, branch5_kernel=5,
+                 pool_4e_size=3, dropout=0.4, name="googlenet", **options):
         resolve.check_choice("stem", stem, tuple(STEM_STRIDES))
         if isinstance(width_scale, bool) or not isinstance(width_scale, (int, float)) or width_scale <= 0:
             raise resolve.bad_option("width_scale", width_scale, "a number > 0")
         if isinstance(aux_weight, bool) or not isinstance(aux_weight, (int, float)) or aux_weight < 0:
             raise resolve.bad_option("aux_weight", aux_weight, "a number >= 0")
+        resolve.check_choice("branch5_kernel", branch5_kernel, (5, 3))
+        resolve.check_choice("pool_4e_size", pool_4e_size, (3, 2))
         stride_at_4a = STEM_STRIDES[stem] * 2
         min_size = stride_at_4a * AUX_POOL if aux_logits else stride_at_4a * 2
         b, keras_kwargs = split_options({"dropout": dropout, **options})
@@ -99,25 +111,26 @@ class GoogLeNet(ZooModel):
         inputs = keras.Input(shape)
         if stem == "imagenet":
             x = b.conv_norm_act(inputs, width(64), 7, "conv1", strides=2)
-            x = layers.MaxPooling2D(3, 2, padding="same", name="pool1")(x)
+            x = b.max_pool(x, 3, 2, "pool1", ceil_mode=True)
             if lrn:
                 x = LocalResponseNormalization(name="pool1_lrn")(x)
             x = b.conv_norm_act(x, width(64), 1, "conv2_reduce")
             x = b.conv_norm_act(x, width(192), 3, "conv2")
             if lrn:
                 x = LocalResponseNormalization(name="conv2_lrn")(x)
-            x = layers.MaxPooling2D(3, 2, padding="same", name="pool2")(x)
+            x = b.max_pool(x, 3, 2, "pool2", ceil_mode=True)
         else:
             x = b.conv_norm_act(inputs, width(192), 3, "conv1")
         aux_outputs = []
         for module, widths in MODULES.items():
-            x = inception_module(b, x, widths, f"inception_{module}", width_scale)
+            x = inception_module(b, x, widths, f"inception_{module}", width_scale, branch5_kernel)
             if aux_logits and module in AUX_AFTER:
                 aux_outputs.append(auxiliary_head(
                     b, x, num_classes, f"aux{len(aux_outputs) + 1}", width_scale
                 ))
             if module in POOL_AFTER:
-                x = layers.MaxPooling2D(3, 2, padding="same", name=f"pool_{module}")(x)
+                size = pool_4e_size if module == "4e" else 3
+                x = b.max_pool(x, size, 2, f"pool_{module}", ceil_mode=True)
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
         x = b.dropout_layer(x, "dropout")
         outputs = b.classifier(x, num_classes)
@@ -125,7 +138,8 @@ class GoogLeNet(ZooModel):
         config = {
             "num_classes": num_classes, "input_shape": list(shape), "stem": stem,
             "aux_logits": aux_logits, "aux_weight": float(aux_weight), "lrn": lrn,
-            "width_scale": float(width_scale), **b.config(),
+            "width_scale": float(width_scale), "branch5_kernel": branch5_kernel,
+            "pool_4e_size": pool_4e_size, **b.config(),
         }
         self._finish(inputs, [outputs] + aux_outputs if aux_outputs else outputs, name, config,
                      keras_kwargs)

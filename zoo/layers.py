@@ -3,9 +3,13 @@
 - `Maxout`: Goodfellow et al. 2013, "Maxout Networks".
 - `StochasticDepth`: Huang et al. 2016, "Deep Networks with Stochastic Depth".
 - `LocalResponseNormalization`: Krizhevsky et al. 2012, section 3.3.
+- `AdaptiveAveragePooling`: PyTorch's `AdaptiveAvgPool2d` (torchvision's VGG and AlexNet).
 """
 
+import math
+
 import keras
+import numpy as np
 from keras import ops
 
 PACKAGE = "zoo"
@@ -132,3 +136,44 @@ class LocalResponseNormalization(keras.layers.Layer):
             **super().get_config(),
             "size": self.size, "k": self.k, "alpha": self.alpha, "beta": self.beta,
         }
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class AdaptiveAveragePooling(keras.layers.Layer):
+    """Average pooling to a fixed `size` x `size` output, whatever the input
+    size (PyTorch's `AdaptiveAvgPool2d`): output cell i averages input rows
+    floor(i * H / size) to ceil((i + 1) * H / size), and likewise columns, so
+    windows overlap, and repeat rows when the input is smaller.
+
+    Computed as two averaging matrices (static input sizes), so it runs on every
+    backend at every input size (Keras 3.15's `AdaptiveAveragePooling2D` fails
+    on a 1x1 input inside a TensorFlow graph).
+    """
+
+    def __init__(self, size, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"size={size!r} is not accepted; expected an integer >= 1")
+        self.size = size
+
+    def build(self, input_shape):
+        self.rows = self._matrix(input_shape[1])
+        self.cols = self._matrix(input_shape[2])
+
+    def _matrix(self, length):
+        matrix = np.zeros((self.size, length), np.float32)
+        for i in range(self.size):
+            start, end = (i * length) // self.size, math.ceil((i + 1) * length / self.size)
+            matrix[i, start:end] = 1.0 / (end - start)
+        return matrix
+
+    def call(self, inputs):
+        rows = ops.cast(self.rows, inputs.dtype)
+        cols = ops.cast(self.cols, inputs.dtype)
+        return ops.einsum("ih,nhwc,jw->nijc", rows, inputs, cols)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.size, self.size, input_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "size": self.size}

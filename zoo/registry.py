@@ -60,14 +60,27 @@ def min_input_size(name, channels=1, **kwargs):
     return 1
 
 
-def create_model(name, **kwargs):
+def create_model(name, weights=None, **kwargs):
     """Builds a registered model; keyword arguments that are None are dropped, so
-    command-line defaults never clobber a model's own defaults."""
+    command-line defaults never clobber a model's own defaults.
+
+    Args:
+        name: a registered model.
+        weights: None (random initialization), "keras" or "torchvision"
+            (their published ImageNet weights, downloaded once), or the path of
+            such a weights file; see `zoo.pretrained`.
+        **kwargs: the model's options.
+    """
     if name not in _MODELS:
         raise ValueError(
             f"model={name!r} is not registered; expected one of: " + ", ".join(list_models())
         )
-    return _MODELS[name](**{k: v for k, v in kwargs.items() if v is not None})
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    if weights is None:
+        return _MODELS[name](**kwargs)
+    from zoo import pretrained  # the weights converters, loaded when asked for
+
+    return pretrained.create(name, weights, _MODELS[name], kwargs)
 
 
 @dataclasses.dataclass(frozen=True)

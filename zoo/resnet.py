@@ -109,7 +109,7 @@ class ResNet(ZooModel):
         inputs = keras.Input(shape)
         if stem == "imagenet":
             x = b.conv_norm_act(inputs, widths[0], 7, "conv1", strides=2)
-            x = layers.MaxPooling2D(3, 2, padding="same", name="pool1")(x)
+            x = b.max_pool(x, 3, 2, "pool1")
         elif preact:
             x = b.conv(inputs, widths[0], 3, "conv1")
         else:

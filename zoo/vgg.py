@@ -6,13 +6,15 @@ configurations A (vgg11), B (vgg13), D (vgg16) and E (vgg19). The ImageNet head
 is two 4096-unit FC layers with dropout 0.5; the CIFAR-scale variants keep the
 convolutional stack and use one 512-unit FC layer, as is usual at 32x32.
 Batch norm (on by default) follows every convolution, as in torchvision's
-`vgg*_bn`.
+`vgg*_bn`. `adaptive_pool=7` average-pools the last feature map to 7x7 before
+the head, as torchvision's VGG does, so the head takes any input size.
 """
 
 import keras
 
 from zoo import resolve
 from zoo.base import ZooModel, common_arguments, register_serializable, split_options
+from zoo.layers import AdaptiveAveragePooling
 from zoo.registry import register_family, register_model, register_variant
 
 CONVS_PER_STAGE = {11: (1, 1, 2, 2, 2), 13: (2, 2, 2, 2, 2), 16: (2, 2, 3, 3, 3), 19: (2, 2, 4, 4, 4)}
@@ -31,18 +33,22 @@ class VGG(ZooModel):
         convs_per_stage: 3x3 convolutions in each stage.
         widths: channels of each stage.
         head: widths of the hidden FC layers (empty for a linear classifier).
+        adaptive_pool: None, or N: average-pool the last feature map to N x N
+            before the head (torchvision's `AdaptiveAvgPool2d`, N = 7).
         dropout: on the output of each hidden FC layer (0.5 in the paper).
         **options: the shared options (see `zoo.base.LayerBuilder`).
     """
 
     def __init__(self, num_classes=1000, input_shape=(224, 224, 3),
                  convs_per_stage=CONVS_PER_STAGE[16], widths=WIDTHS, head=IMAGENET_HEAD,
-                 dropout=0.5, name="vgg16", **options):
+                 adaptive_pool=None, dropout=0.5, name="vgg16", **options):
         convs_per_stage = resolve.check_int_list("convs_per_stage", convs_per_stage)
         widths = resolve.check_int_list("widths", widths)
         if len(widths) != len(convs_per_stage):
             raise resolve.bad_option("widths", widths, f"{len(convs_per_stage)} values, one per stage")
         head = resolve.check_int_list("head", head) if head else []  # empty: linear classifier
+        if adaptive_pool is not None:
+            resolve.check_positive_int("adaptive_pool", adaptive_pool)
         b, keras_kwargs = split_options({"dropout": dropout, **options})
         shape = common_arguments(num_classes, input_shape, 2 ** len(convs_per_stage), name)
 
@@ -52,6 +58,8 @@ class VGG(ZooModel):
             for i in range(1, convs + 1):
                 x = b.conv_norm_act(x, width, 3, f"block{stage}_conv{i}")
             x = keras.layers.MaxPooling2D(2, name=f"block{stage}_pool")(x)
+        if adaptive_pool:
+            x = AdaptiveAveragePooling(adaptive_pool, name="adaptive_pool")(x)
         x = keras.layers.Flatten(name="flatten")(x)
         for i, units in enumerate(head, start=1):
             x = b.hidden_dense(x, units, f"fc{i}")
@@ -59,7 +67,8 @@ class VGG(ZooModel):
 
         config = {
             "num_classes": num_classes, "input_shape": list(shape),
-            "convs_per_stage": convs_per_stage, "widths": widths, "head": head, **b.config(),
+            "convs_per_stage": convs_per_stage, "widths": widths, "head": head,
+            "adaptive_pool": adaptive_pool, **b.config(),
         }
         self._finish(inputs, outputs, name, config, keras_kwargs)
 

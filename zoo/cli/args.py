@@ -154,6 +154,15 @@ def int_list(text):
     return values
 
 
+IMAGENET = "imagenet:"
+
+
+def imagenet_name(text):
+    """NAME of an `imagenet:NAME` model spec (a zoo model with ImageNet
+    weights, given by --weights), or None for anything else."""
+    return text[len(IMAGENET):] if str(text).startswith(IMAGENET) else None
+
+
 def key_value(text):
     """KEY=VALUE; the value is parsed as JSON (numbers, lists, true/false) or
     kept as a string (pooling=avg)."""

@@ -17,6 +17,7 @@ from augment.pipelines import OPTION_NAMES as AUGMENT_OPTIONS
 from augment.pipelines import PRESET_NAMES as AUGMENT_PRESETS
 from augment.tta import VIEWS as TTA_VIEWS
 from ensembles import METHODS as ENSEMBLE_METHODS
+from zoo import pretrained
 from zoo.cli import args as types
 from zoo.training import builder, train
 from zoo.training.callbacks import ResumeStateError
@@ -65,8 +66,13 @@ def build_parser(recipe=None, prog=None, description=None):
     add("--dropout", type=types.any_number, default=d["dropout"], help="model default if not given")
     add("--option", dest="model_options", type=types.key_value, action="append", default=None,
         metavar="KEY=VALUE", help="any other model argument, e.g. stochastic_depth=0.1")
+    add("--weights", default=d["weights"], metavar="SOURCE|FILE",
+        help="start from ImageNet weights: keras or torchvision (downloaded once), or a weights "
+             "file (.h5, .pth, .safetensors); images are then normalized as the weights expect, "
+             "grayscale repeated to RGB, and resized by --image-size (docs/pretrained.md)")
     add("--image-size", type=types.positive_int, default=d["image_size"],
-        help="zero-pad images to this side (MNIST 28 -> 32 for LeNet-5)")
+        help="zero-pad images to this side (MNIST 28 -> 32 for LeNet-5); with --weights, "
+             "resize them to it (224 is the weights' own size)")
     add("--augment", choices=AUGMENT_PRESETS, default=d["augment"],
         help="augmentation preset (augment/pipelines.py); the flags below override its pieces")
     add("--augment-device", choices=AUGMENT_DEVICES, default=d["augment_device"],
@@ -171,8 +177,11 @@ def parse_config(argv=None, recipe=None, prog=None, description=None):
     try:
         config = TrainConfig.from_dict(args, strict=True)
         config.validate()
-        # The model's options, checked without building it (zoo.min_input_size).
+        # The model's options, checked without building it (zoo.min_input_size),
+        # and against the architecture of its weights, without reading them.
         zoo.min_input_size(config.model, **builder.model_options(config))
+        if config.weights is not None:
+            pretrained.check(config.model, config.weights, builder.model_options(config))
     except (ValueError, TypeError) as err:
         parser.error(flag_message(err))
     return config

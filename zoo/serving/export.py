@@ -8,9 +8,12 @@ The exported graph is the whole inference path, so a server (TF Serving, or
 - `FitToSize`: images no larger than the model's input are zero-padded
   centrally, as training pads MNIST 28x28 to 32x32 (`augment.datasets.pad_to`,
   LeCun et al. 1998); any other size is resized (bilinear, antialiased, the
-  aspect ratio is not kept).
+  aspect ratio is not kept). A model from ImageNet weights resizes every size,
+  as its training did (`mode="resize"`).
 - `augment.layers.Standardize`: `(x / 255 - mean) / std` with the training
-  split's statistics (`config.json` of the run).
+  split's statistics (`config.json` of the run), or the ImageNet weights'
+  (`ZooModel.pretrained`; keras.applications' caffe-style BGR mean subtraction
+  is this function too: the converted conv1 reads RGB, `zoo.pretrained.catalog`).
 - `augment.tta.TTAModel` and ensembles are keras models themselves, so they
   export as one graph.
 
@@ -40,6 +43,7 @@ SIGNATURE = "serve"
 INPUT_KEY = "images"
 OUTPUT_KEY = "probabilities"
 METADATA_FILE = "export.json"  # beside saved_model.pb: what the signature accepts, class names
+FIT_MODES = ("pad", "resize")
 CLASS_NAMES = {
     "mnist": datasets.MNIST_CLASSES, "mnist_sample": datasets.MNIST_CLASSES,
     "fashion_mnist": datasets.FASHION_MNIST_CLASSES, "cifar10": datasets.CIFAR10_CLASSES,
@@ -49,20 +53,23 @@ CLASS_NAMES = {
 @keras.saving.register_keras_serializable(package="zoo")
 class FitToSize(keras.layers.Layer):
     """Raw pixels to `height` x `width`, as float32: central zero padding when
-    the image fits (`augment.datasets.pad_to`), else a bilinear resize.
+    the image fits (`augment.datasets.pad_to`), else a bilinear resize; with
+    `mode="resize"` a resize whatever the size (ImageNet weights' training).
 
     The choice is static when the input's height and width are known, else it
     is made per batch inside the graph.
 
     Args:
         height, width: the model's input size in pixels.
+        mode: "pad" (small images padded) or "resize".
     """
 
-    def __init__(self, height, width, **kwargs):
+    def __init__(self, height, width, mode="pad", **kwargs):
         resolve.check_positive_int("height", height)
         resolve.check_positive_int("width", width)
+        resolve.check_choice("mode", mode, FIT_MODES)
         super().__init__(**kwargs)
-        self.height, self.width = height, width
+        self.height, self.width, self.mode = height, width, mode
 
     def call(self, images):
         images = ops.cast(images, "float32")
@@ -70,8 +77,12 @@ class FitToSize(keras.layers.Layer):
         if static_h is not None and static_w is not None:
             if (static_h, static_w) == (self.height, self.width):
                 return images
+            if self.mode == "resize":
+                return self._resize(images)
             fits = static_h <= self.height and static_w <= self.width
             return self._pad(images) if fits else self._resize(images)
+        if self.mode == "resize":
+            return self._resize(images)
         shape = ops.shape(images)
         fits = ops.logical_and(shape[1] <= self.height, shape[2] <= self.width)
         out = ops.cond(fits, lambda: self._pad(images), lambda: self._resize(images))
@@ -90,7 +101,8 @@ class FitToSize(keras.layers.Layer):
         return (input_shape[0], self.height, self.width, input_shape[-1])
 
     def get_config(self):
-        return {**super().get_config(), "height": self.height, "width": self.width}
+        return {**super().get_config(), "height": self.height, "width": self.width,
+                "mode": self.mode}
 
 
 def load_model(path):
@@ -111,7 +123,7 @@ def read_settings(model_path):
     Returns:
         dict with "mean", "std" (lists), "input_shape", "image_size",
         "crop_padding" (the training crop in pixels, 0 for none), "dataset",
-        "model".
+        "model", "fit" ("resize" for a run from ImageNet weights, else "pad").
     """
     run = rundir.RunDir(Path(model_path).parent)
     path = run.config_path
@@ -128,8 +140,20 @@ def read_settings(model_path):
         "std": [float(v) for v in config["normalization"]["std"]],
         "input_shape": config.get("input_shape"), "image_size": config.get("image_size"),
         "crop_padding": spec.crop_padding, "dataset": config.get("dataset"),
-        "model": config.get("model"),
+        "model": config.get("model"), "fit": "resize" if config.get("weights") else "pad",
     }
+
+
+def pretrained_settings(model):
+    """Export settings from what a zoo model built from ImageNet weights
+    records (`ZooModel.pretrained`), or None for any other model: "mean",
+    "std", "fit" ("resize"), "class_names" (None when the head is new)."""
+    recorded = getattr(model, "pretrained", None)
+    if not isinstance(recorded, dict):
+        return None
+    return {"mean": [float(v) for v in recorded["mean"]],
+            "std": [float(v) for v in recorded["std"]], "fit": "resize",
+            "class_names": recorded.get("class_names")}
 
 
 def average_models(models, name="ensemble"):
@@ -151,7 +175,7 @@ def model_input_shape(model):
 
 
 def serving_model(model, mean, std, input_shape=None, raw_shape=None, tta=None, crop_padding=0,
-                  tta_padding=None):
+                  tta_padding=None, fit="pad"):
     """The keras model a SavedModel serves: raw uint8 images in, probabilities out.
 
     Args:
@@ -164,6 +188,8 @@ def serving_model(model, mean, std, input_shape=None, raw_shape=None, tta=None, 
         crop_padding: the training crop padding in pixels (sets the TTA shift,
             `augment.tta.evaluation_settings`).
         tta_padding: TTA crop shift in pixels, overriding `crop_padding`.
+        fit: "pad" (images no larger than the input zero-padded, others
+            resized) or "resize" (every image, as ImageNet weights expect).
     """
     input_shape = tuple(input_shape or model_input_shape(model))
     if len(input_shape) != 3 or None in input_shape:
@@ -184,7 +210,7 @@ def serving_model(model, mean, std, input_shape=None, raw_shape=None, tta=None, 
             settings["padding"] = tta_padding
         net = augment_tta.TTAModel(model, tta, **settings, name=f"tta_{tta}")
     inputs = keras.Input(raw_shape, dtype="uint8", name=INPUT_KEY)
-    x = FitToSize(height, width, name="fit_to_size")(inputs)
+    x = FitToSize(height, width, mode=fit, name="fit_to_size")(inputs)
     x = augment_layers.Standardize(mean, std, name="standardize")(x)
     return keras.Model(inputs, net(x), name=f"serving_{model.name}")
 
@@ -239,8 +265,7 @@ def export_saved_model(serving, directory, metadata=None, overwrite=False):
                   "accepted": accepted},
         "output": {"name": OUTPUT_KEY, "dtype": "float32", "shape": list(output_shape)},
         "num_classes": int(output_shape[-1]),
-        "preprocessing": "zero-pad centrally when no larger than the model input, else resize "
-                         "(bilinear); then (x / 255 - mean) / std",
+        "preprocessing": _preprocessing_text(serving),
         **(metadata or {}),
     }
     write_json(tmp / METADATA_FILE, info)
@@ -248,6 +273,13 @@ def export_saved_model(serving, directory, metadata=None, overwrite=False):
         shutil.rmtree(directory)
     os.replace(tmp, directory)
     return info
+
+
+def _preprocessing_text(serving):
+    fit = next((layer.mode for layer in serving.layers if isinstance(layer, FitToSize)), "pad")
+    how = ("resize (bilinear) to the model input" if fit == "resize" else
+           "zero-pad centrally when no larger than the model input, else resize (bilinear)")
+    return f"{how}; then (x / 255 - mean) / std"
 
 
 def accepted_input(raw_shape):

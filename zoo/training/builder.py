@@ -15,9 +15,10 @@ def model_options(config):
 
 
 def build_model(config, num_classes, input_shape):
-    """The zoo model a config names; None options keep the model's defaults."""
+    """The zoo model a config names, with its ImageNet weights when it has
+    some; None options keep the model's defaults."""
     return zoo.create_model(config.model, num_classes=num_classes, input_shape=input_shape,
-                            **model_options(config))
+                            weights=config.weights, **model_options(config))
 
 
 def resolve_jit(choice):

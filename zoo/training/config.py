@@ -15,7 +15,7 @@ import zoo
 from augment import datasets, pipelines
 from augment import tta as augment_tta
 from ensembles import averaging, distill, snapshot
-from zoo import resolve
+from zoo import pretrained, resolve
 from zoo.training import distribute
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
@@ -55,7 +55,8 @@ class TrainConfig:
     l2: float = 0.0                        # kernel penalty l2 * sum w^2
     dropout: float | None = None
     model_options: dict = dataclasses.field(default_factory=dict)
-    image_size: int | None = None          # zero-pad images to this side (e.g. MNIST 28 -> 32)
+    weights: str | None = None             # ImageNet weights: keras, torchvision or a file
+    image_size: int | None = None          # zero-pad (with weights: resize) images to this side
     augment: str = "none"                  # preset, augment.pipelines.PRESET_NAMES
     augment_options: dict = dataclasses.field(default_factory=dict)  # AugmentSpec overrides
     augment_device: str = "host"           # host: tf.data pipeline; device: in the train step
@@ -117,6 +118,8 @@ class TrainConfig:
         resolve.check_choice("jit_compile", self.jit_compile, JIT_CHOICES)
         distribute.validate(self)
         resolve.check_choice("model", self.model, tuple(zoo.list_models()))
+        if self.weights is not None:
+            pretrained.check(self.model, self.weights)
         resolve.check_choice("dataset", self.dataset, tuple(datasets.list_datasets()))
         spec = pipelines.resolve_spec(self.augment, self.augment_options)
         resolve.check_choice("augment_device", self.augment_device, pipelines.DEVICES)

@@ -1,4 +1,5 @@
-"""The data of a run: loaded, padded, split, normalized, and fed to `fit`.
+"""The data of a run: loaded, padded (resized for ImageNet weights), split,
+normalized, and fed to `fit`.
 
 `prepare_data(config)` returns plain arrays (uint8 for the augmentation
 pipelines, normalized float32 for the rest); `fit_inputs` turns them into what
@@ -14,7 +15,10 @@ import numpy as np
 import zoo
 from augment import datasets, pipelines
 from augment import layers as augment_layers
+from zoo import pretrained
 from zoo.training import builder
+
+RESIZE_CHUNK = 256  # images resized at a time
 
 
 def prepare_data(config, normalization=None, min_size=None):
@@ -22,9 +26,13 @@ def prepare_data(config, normalization=None, min_size=None):
     normalizes with the statistics of the training part alone. Returns a dict
     of arrays and facts ("image_size": the side images were padded to, or None).
 
+    With ImageNet weights (`config.weights`) the images are what the weights
+    expect: grayscale repeated to RGB, resized rather than padded, normalized
+    with the weights' mean and std (`zoo.pretrained.preprocessing`).
+
     Args:
         config: the run's `TrainConfig` (dataset, data_dir, classes, limits,
-            seed, image_size, val_split, and the model for `fit_size`).
+            seed, image_size, val_split, weights, and the model for `fit_size`).
         normalization: {"mean", "std"} to use instead of the training part's
             (a fine-tuning run keeps its source model's).
         min_size: the smallest side the model takes, when it is not the
@@ -34,9 +42,12 @@ def prepare_data(config, normalization=None, min_size=None):
                                limit_test=config.limit_test, seed=config.seed,
                                classes=config.classes)
     x_train, x_test = ds.x_train, ds.x_test
+    if config.weights:
+        x_train, x_test = to_rgb(x_train), to_rgb(x_test)
     size = fit_size(config, x_train.shape[1:], min_size)
     if size:
-        x_train, x_test = datasets.pad_to(x_train, size), datasets.pad_to(x_test, size)
+        fit = resize if config.weights else datasets.pad_to
+        x_train, x_test = fit(x_train, size), fit(x_test, size)
     y_train, y_test = ds.y_train, ds.y_test
     x_val = y_val = None
     if config.val_split:
@@ -45,9 +56,12 @@ def prepare_data(config, normalization=None, min_size=None):
         val, train = order[:n_val], order[n_val:]
         x_val, y_val = x_train[val], y_train[val]
         x_train, y_train = x_train[train], y_train[train]
-    mean, std = datasets.channel_stats(x_train)  # the validation images stay unseen
+    if normalization is None and config.weights:
+        normalization = pretrained.preprocessing(config.model, config.weights)
     if normalization:
         mean, std = (np.asarray(normalization[k], np.float32) for k in ("mean", "std"))
+    else:
+        mean, std = datasets.channel_stats(x_train)  # the validation images stay unseen
 
     def onehot(y):
         return None if y is None else keras.utils.to_categorical(y, ds.num_classes).astype("float32")
@@ -67,23 +81,46 @@ def prepare_data(config, normalization=None, min_size=None):
 
 
 def fit_size(config, image_shape, min_size=None, log=print):
-    """The side to zero-pad images to (centred, as LeNet-5's paper pads MNIST), or
-    None to keep them: `config.image_size` when given, else the model's minimum
-    (`zoo.min_input_size`) when the images are smaller, said in one line."""
+    """The side to zero-pad images to (centred, as LeNet-5's paper pads MNIST;
+    resized with ImageNet weights), or None to keep them: `config.image_size`
+    when given, else the model's minimum (`zoo.min_input_size`) when the
+    images are smaller, said in one line."""
     if config.image_size:
         return config.image_size
     height, width, channels = image_shape
     if min_size is None:
-        min_size = zoo.min_input_size(config.model, channels=channels,
-                                      **builder.model_options(config))
+        options = {k: v for k, v in builder.model_options(config).items() if v is not None}
+        if config.weights:
+            options = {**pretrained.architecture(config.model, config.weights), **options}
+        min_size = zoo.min_input_size(config.model, channels=channels, **options)
     if min(height, width) >= min_size:
         return None
     size = max(height, width, min_size)
     if log:
-        log(f"{config.model} takes images of at least {min_size}x{min_size}: padding the "
-            f"{height}x{width} images to {size}x{size} (zeros, centred; --image-size sets "
+        how = ("resizing", "bilinear, as the ImageNet weights expect") if config.weights else (
+            "padding", "zeros, centred")
+        log(f"{config.model} takes images of at least {min_size}x{min_size}: {how[0]} the "
+            f"{height}x{width} images to {size}x{size} ({how[1]}; --image-size sets "
             "another size)", file=sys.stderr)
     return size
+
+
+def to_rgb(x):
+    """Grayscale images repeated to three channels (ImageNet weights read RGB)."""
+    return np.repeat(x, 3, axis=-1) if x.shape[-1] == 1 else x
+
+
+def resize(x, size):
+    """uint8 images resized to `size` x `size`: bilinear, antialiased when
+    shrinking, as export's `FitToSize` resizes; rounded back to uint8, as a PIL
+    resize in torchvision's transforms is."""
+    out = np.empty((len(x), size, size, x.shape[-1]), np.uint8)
+    for start in range(0, len(x), RESIZE_CHUNK):
+        part = keras.ops.image.resize(x[start:start + RESIZE_CHUNK].astype(np.float32),
+                                      (size, size), interpolation="bilinear", antialias=True)
+        out[start:start + RESIZE_CHUNK] = np.clip(np.round(keras.ops.convert_to_numpy(part)),
+                                                  0, 255)
+    return out
 
 
 def fit_inputs(config, model, data):
