@@ -19,6 +19,13 @@ def jax_env():
             "JAX_PLATFORMS": "cpu", "XLA_FLAGS": flags}
 
 
+@pytest.fixture
+def torch_env():
+    """The environment of a subprocess that runs under KERAS_BACKEND=torch on the CPU."""
+    return {**os.environ, "KERAS_BACKEND": "torch", "TF_CPP_MIN_LOG_LEVEL": "3",
+            "CUDA_VISIBLE_DEVICES": ""}
+
+
 # Scripts import `startup` (scripts/startup.py) first; tests that load a script
 # as a module need scripts/ on the path, as `python scripts/x.py` has.
 SCRIPTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts")
