@@ -280,8 +280,11 @@ for epoch in range(3):
 path = tempfile.mkdtemp() + "/m.keras"
 model.save(path)
 reloaded = keras.saving.load_model(path).predict(x_test, verbose=0)
+sys.path.insert(0, "scripts")
+from bench_backends import torch_lenet5  # the benchmark's torch.nn twin of this network
 print("RESULTS " + json.dumps({
-    "module": isinstance(model, torch.nn.Module), "before": before, "after": accuracy(),
+    "module": isinstance(model, torch.nn.Module),
+    "twin_parameters": sum(p.numel() for p in torch_lenet5().parameters()), "before": before, "after": accuracy(),
     "first_loss": float(np.mean(losses[:5])), "last_loss": float(np.mean(losses[-5:])),
     "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
     "keras_parameters": int(sum(np.prod(v.shape) for v in model.trainable_variables)),
@@ -293,7 +296,7 @@ print("RESULTS " + json.dumps({
 @needs("torch")
 def test_zoo_model_in_a_plain_pytorch_loop(torch_env):
     r = run_script(PYTORCH_LOOP_SCRIPT, torch_env)
-    assert r["module"] and r["parameters"] == r["keras_parameters"]
+    assert r["module"] and r["parameters"] == r["keras_parameters"] == r["twin_parameters"]
     assert r["last_loss"] < r["first_loss"] / 2
     assert r["after"] > max(0.5, r["before"] + 0.3), r
     assert r["reload_diff"] < 1e-6
