@@ -110,7 +110,7 @@ def test_pca_lighting_shifts_colour_along_the_principal_axes_only():
     assert np.all(np.abs(out.mean(axis=(0, 1, 2)) - images.mean(axis=(0, 1, 2))) < 1.0)
 
 
-@pytest.mark.parametrize("preset", ["standard", "mixup"])
+@pytest.mark.parametrize("preset", ["mixup"])  # labels through the stack: the longer path
 def test_on_device_stack_trains_googlenet_with_its_auxiliary_heads(preset):
     """The network's own loss weighs its auxiliary outputs; metrics see the main one."""
     keras.utils.set_random_seed(0)
