@@ -141,15 +141,15 @@ def read_labels(parser, text, num_classes):
     return names
 
 
-def record_quantization_cost(serving, directory, info, images, labels):
+def record_quantization_cost(serving, directory, info, images, labels, source):
     """Adds to export.json what quantization costs on the test images: the float
     serving model against the quantized file in its runtime (predict.py's loader)."""
     import predict
 
     run, _, _ = predict.load_exported(directory)
     reference = serving.predict(images, batch_size=256, verbose=0)
-    info = {**info, "quantization": export.quantization_report(
-        reference, predict.predict(run, images), labels)}
+    info = {**info, "quantization": {**export.quantization_report(
+        reference, predict.predict(run, images), labels), "data": source}}
     write_json(Path(directory) / export.METADATA_FILE, info)
     return info
 
@@ -187,8 +187,8 @@ def main(argv=None):
     representative = test = None
     if args.quantize:
         try:
-            representative, _ = export.dataset_images(settings, "train", REPRESENTATIVE_IMAGES,
-                                                      args.data_dir)
+            representative, _, _ = export.dataset_images(settings, "train",
+                                                         REPRESENTATIVE_IMAGES, args.data_dir)
             test = export.dataset_images(settings, "test", None, args.data_dir)
         except (ValueError, OSError) as error:
             parser.error(f"--quantize={args.quantize!r} needs the run's training images: {error}")

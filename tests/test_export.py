@@ -67,14 +67,16 @@ def make_case(name):
         model = zoo.create_model("test_vgg")
         images = RNG.integers(0, 256, (3, 24, 20, 1), np.uint8)
         return model, images, *gray, {"raw_shape": (24, 20, 1)}
-    if name == "ensemble":
+    if name == "ensemble_tta":  # soft voting over 10 views of each image
         members = [zoo.create_model("test_resnet"), zoo.create_model("test_alexnet")]
-        return ensemble_of(members), RNG.integers(0, 256, (4, 16, 16, 1), np.uint8), *gray, {}
+        return ensemble_of(members), RNG.integers(0, 256, (4, 16, 16, 1), np.uint8), *gray, {
+            "tta": "10crop", "crop_padding": 4}
     # the other families at their input size
     return zoo.create_model(name), RNG.integers(0, 256, (3, 16, 16, 1), np.uint8), *gray, {}
 
 
-CASES = ("lenet5", "test_alexnet", "test_vgg_resize", "test_googlenet", "test_resnet", "ensemble")
+CASES = ("lenet5", "test_alexnet", "test_vgg_resize", "test_googlenet", "test_resnet",
+         "ensemble_tta")
 FORMATS = tuple(export.FORMATS)
 RUNTIMES = {"savedmodel": "tf", "onnx": "onnx", "litert": "litert"}  # predict.py --runtime
 
@@ -103,7 +105,10 @@ def exported(tmp_path_factory):
     for name in CASES:
         model, images, mean, std, kwargs = make_case(name)
         size = export.model_input_shape(model)[:2]
-        reference = predict(model, normalized(images, mean, std, size))
+        net = model if "tta" not in kwargs else augment_tta.TTAModel(
+            model, kwargs["tta"], **augment_tta.evaluation_settings(mean, std,
+                                                                   kwargs["crop_padding"]))
+        reference = predict(net, normalized(images, mean, std, size))
         for format in FORMATS:
             fixed = {"raw_shape": images.shape[1:]} if format != "savedmodel" else {}
             serving = export.serving_model(model, mean, std, **{**kwargs, **fixed})

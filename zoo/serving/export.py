@@ -408,9 +408,9 @@ def default_raw_size(settings, input_shape):
 
 
 def dataset_images(settings, split, limit, data_dir=None):
-    """(uint8 images, int labels) of a run's dataset (`read_settings`): up to
-    `limit` of its "train" or "test" split, seeded as the run's subsets are.
-    `data_dir` overrides the run's."""
+    """(uint8 images, int labels, where they came from) of a run's dataset
+    (`read_settings`): up to `limit` of its "train" or "test" split, seeded as
+    the run's subsets are. `data_dir` overrides the run's."""
     if not settings or not settings.get("dataset"):
         raise resolve.bad_option("dataset", None, "a training run's config.json naming its "
                                  "dataset beside the model (needed for calibration data)")
@@ -419,7 +419,8 @@ def dataset_images(settings, split, limit, data_dir=None):
     ds = datasets.load_dataset(settings["dataset"], data_dir or settings.get("data_dir"),
                                seed=settings.get("seed", 0), classes=settings.get("classes"),
                                **limits)
-    return (ds.x_train, ds.y_train) if split == "train" else (ds.x_test, ds.y_test)
+    images, labels = (ds.x_train, ds.y_train) if split == "train" else (ds.x_test, ds.y_test)
+    return images, labels, ds.source
 
 
 def quantization_report(reference, quantized, labels):
