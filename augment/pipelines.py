@@ -333,7 +333,9 @@ class AugmentedModel(keras.Model):
     stack mixes labels (mixup / CutMix); in training the stack augments and
     normalizes them, in inference (`training=False`) it only normalizes. The
     loss then sees the mixed labels; the compiled metrics see the labels as
-    given. `self.model` is the plain zoo model (normalized float input), the
+    given. A network with extra training outputs (GoogLeNet's auxiliary heads)
+    computes the loss itself, so compile it as well; metrics see its main
+    output. `self.model` is the plain zoo model (normalized float input), the
     one to save for inference.
 
     Args:
@@ -360,8 +362,18 @@ class AugmentedModel(keras.Model):
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         if training and self._mixed_labels is not None:
             y, self._mixed_labels = self._mixed_labels, None
+        if isinstance(y_pred, (list, tuple)):
+            # Extra training outputs (GoogLeNet's auxiliary heads, main output
+            # first): the network weighs them in its own loss (compiled too).
+            return self.model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
+                                           training=training)
         return super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
                                     training=training)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        if isinstance(y_pred, (list, tuple)):
+            y_pred = y_pred[0]
+        return super().compute_metrics(x, y, y_pred, sample_weight)
 
     def get_config(self):
         return {**super().get_config(),

@@ -80,7 +80,7 @@ def bench_case(label, spec, batch_sizes, repeats, workdir):
     names, raw_shape, stats, views = spec
     plain, serving = build(names, views, stats, raw_shape)
     start = time.perf_counter()
-    export.export_saved_model(serving, workdir / label.split()[0], overwrite=True)
+    export.export_model(serving, workdir / label.split()[0], overwrite=True)
     export_seconds = time.perf_counter() - start
     serve = tf.saved_model.load(str(workdir / label.split()[0])).signatures[export.SIGNATURE]
     height, width = export.model_input_shape(plain)[:2]

@@ -1,21 +1,28 @@
-"""Export trained models as a TensorFlow SavedModel serving raw uint8 images.
+"""Export trained models as a SavedModel, ONNX or LiteRT file serving raw uint8 images.
 
     python scripts/export.py runs/lenet5_mnist/model.keras --out exported/lenet5
     python scripts/export.py runs/resnet20_cifar10/model.keras --tta 10crop --out exported/r20_tta
     python scripts/export.py runs/a/model.keras runs/b/model.keras --out exported/ensemble
     python scripts/export.py model.keras --mean 0.1307 --std 0.3081 --out exported/m
     python scripts/export.py imagenet:resnet50 --weights torchvision --out exported/r50
+    python scripts/export.py runs/lenet5_mnist/model.keras --format onnx --out exported/lenet5_onnx
+    python scripts/export.py runs/lenet5_mnist/model.keras --format litert --quantize int8 \
+        --data-dir ../shared/data --out exported/lenet5_int8
 
-The signature ``serve`` takes ``images`` (uint8, (N, H, W, C), any N and by
-default any H, W: no larger than the model's input is zero-padded centrally, as
-training pads MNIST, else resized) and returns ``probabilities``. Normalization
-comes from the training run's config.json beside each .keras file, else from
-what a model built from ImageNet weights records, else from --mean/--std.
-imagenet:NAME exports zoo model NAME with the ImageNet weights of --weights
-(keras, torchvision or a weights file), its preprocessing and class names.
-Several .keras files export one soft-voting ensemble (members must share
-normalization); --tta adds test-time views to the graph.
-Run `python scripts/predict.py DIR INPUTS` on the result (TensorFlow only).
+The exported model takes ``images`` (uint8, (N, H, W, C), any N; no larger than
+the model's input is zero-padded centrally, as training pads MNIST, else
+resized) and returns ``probabilities``. A SavedModel takes any H, W by
+default; ONNX and LiteRT take one size (--raw-size, default the run's dataset
+images, e.g. MNIST 28x28), as export.json says. Normalization comes from the
+training run's config.json beside each .keras file, else from what a model
+built from ImageNet weights records, else from --mean/--std. imagenet:NAME
+exports zoo model NAME with the ImageNet weights of --weights (keras,
+torchvision or a weights file), its preprocessing and class names. Several
+.keras files export one soft-voting ensemble (members must share
+normalization); --tta adds test-time views to the graph. --quantize int8
+(LiteRT) calibrates on 256 of the run's training images and records the test
+accuracy it costs in export.json. Run `python scripts/predict.py DIR INPUTS`
+on the result (the format's runtime and numpy only).
 """
 
 import argparse
@@ -31,6 +38,9 @@ from augment import tta as augment_tta  # noqa: E402
 from zoo import pretrained  # noqa: E402
 from zoo.cli import args as types  # noqa: E402
 from zoo.serving import export  # noqa: E402
+from zoo.training.rundir import write_json  # noqa: E402
+
+REPRESENTATIVE_IMAGES = 256  # training images that calibrate int8 quantization
 
 
 def _floats(text):
@@ -64,7 +74,12 @@ def parse_args(argv=None):
     parser.add_argument("--weights", metavar="SOURCE|FILE",
                         help="with imagenet:NAME: keras, torchvision (downloaded once) or a "
                              "weights file (.h5, .pth, .safetensors)")
-    parser.add_argument("--out", required=True, help="output folder of the SavedModel")
+    parser.add_argument("--out", required=True, help="output folder (the model and export.json)")
+    parser.add_argument("--format", default="savedmodel",
+                        help=f"{', '.join(export.FORMATS)} (default savedmodel)")
+    parser.add_argument("--quantize", help="post-training quantization: int8 (litert)")
+    parser.add_argument("--data-dir", help="where the run's dataset is, for --quantize "
+                                           "(default: the run's own)")
     parser.add_argument("--tta", help=f"test-time views: {', '.join(augment_tta.VIEWS)}")
     parser.add_argument("--tta-padding", type=types.positive_int,
                         help="TTA crop shift in pixels (default: half the training crop "
@@ -77,11 +92,16 @@ def parse_args(argv=None):
                         help="the side training padded images to (checked against the "
                              "model's input)")
     parser.add_argument("--raw-size", type=_size,
-                        help="fix the signature's input to HxW pixels (default: any size)")
+                        help="fix the input to HxW pixels (default: any size for a "
+                             "SavedModel; the dataset's image size for onnx and litert)")
     parser.add_argument("--labels",
                         help="class names: comma-separated, or a file with one per line")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     args = parser.parse_args(argv)
+    try:
+        export.check_format(args.format, args.quantize)
+    except ValueError as error:
+        parser.error(f"--{error}")
     if args.tta is not None and args.tta not in augment_tta.VIEWS:
         parser.error(f"--tta={args.tta!r} is not accepted; expected one of "
                      f"{', '.join(augment_tta.VIEWS)}")
@@ -136,8 +156,7 @@ def resolve_settings(parser, args, models):
                      f"({sorted(stats)}); an ensemble export needs one: pass --mean/--std")
     mean, std = (list(v) for v in stats.pop())
     first = next((s for s in settings if s), {}) or {}
-    return {"mean": mean, "std": std, "crop_padding": first.get("crop_padding") or 0,
-            "dataset": first.get("dataset"), "image_size": first.get("image_size"),
+    return {**first, "mean": mean, "std": std, "crop_padding": first.get("crop_padding") or 0,
             "fit": first.get("fit") or "pad", "class_names": first.get("class_names")}
 
 
@@ -151,6 +170,19 @@ def read_labels(parser, text, num_classes):
         parser.error(f"--labels={text!r} is not accepted; expected {num_classes} class names "
                      f"(received {len(names)})")
     return names
+
+
+def record_quantization_cost(serving, directory, info, images, labels, source):
+    """Adds to export.json what quantization costs on the test images: the float
+    serving model against the quantized file in its runtime (predict.py's loader)."""
+    import predict
+
+    run, _, _ = predict.load_exported(directory)
+    reference = serving.predict(images, batch_size=256, verbose=0)
+    info = {**info, "quantization": {**export.quantization_report(
+        reference, predict.predict(run, images), labels), "data": source}}
+    write_json(Path(directory) / export.METADATA_FILE, info)
+    return info
 
 
 def main(argv=None):
@@ -175,7 +207,10 @@ def main(argv=None):
     if args.image_size and args.image_size != (height, width):
         parser.error(f"--image-size={args.image_size[0]}x{args.image_size[1]} is not accepted; "
                      f"expected the model's input size {height}x{width}")
-    raw_shape = (*args.raw_size, channels) if args.raw_size else None
+    raw_size = args.raw_size
+    if raw_size is None and not export.FORMATS[args.format].dynamic_size:
+        raw_size = export.default_raw_size(settings, (height, width))
+    raw_shape = (*raw_size, channels) if raw_size else None
     try:
         serving = export.serving_model(
             model, settings["mean"], settings["std"], raw_shape=raw_shape, tta=args.tta,
@@ -186,20 +221,44 @@ def main(argv=None):
     num_classes = int(serving.output_shape[-1])
     names = read_labels(parser, args.labels, num_classes)
     if names is None:
-        names = export.CLASS_NAMES.get(settings["dataset"]) or settings["class_names"]
+        names = export.CLASS_NAMES.get(settings.get("dataset")) or settings.get("class_names")
         names = names if names and len(names) == num_classes else None
+    representative = test = None
+    if args.quantize:
+        try:
+            representative, _, _ = export.dataset_images(settings, "train",
+                                                         REPRESENTATIVE_IMAGES, args.data_dir)
+            test = export.dataset_images(settings, "test", None, args.data_dir)
+        except (ValueError, OSError) as error:
+            parser.error(f"--quantize={args.quantize!r} needs the run's training images: {error}")
+        if representative.shape[1:] != raw_shape:
+            parser.error(f"--raw-size={raw_shape[0]}x{raw_shape[1]} is not accepted with "
+                         f"--quantize; expected the dataset's image size "
+                         f"{representative.shape[1]}x{representative.shape[2]}")
     try:
-        info = export.export_saved_model(serving, args.out, overwrite=args.overwrite, metadata={
-            "models": [str(p) for p in args.models], "weights": args.weights,
-            "ensemble": len(models) > 1,
-            "tta": args.tta, "mean": settings["mean"], "std": settings["std"],
-            "model_input_shape": [height, width, channels], "class_names": names})
+        info = export.export_model(
+            serving, args.out, args.format, overwrite=args.overwrite, quantize=args.quantize,
+            representative=representative, metadata={
+                "models": [str(p) for p in args.models], "weights": args.weights,
+                "ensemble": len(models) > 1, "tta": args.tta, "mean": settings["mean"],
+                "std": settings["std"], "model_input_shape": [height, width, channels],
+                "class_names": names})
     except ValueError as error:
         parser.error(str(error))
-    print(f"wrote {args.out}: signature '{info['signature']}' takes {info['input']['accepted']} "
-          f"as '{info['input']['name']}', returns '{info['output']['name']}' "
-          f"({num_classes} classes){' with ' + args.tta + ' TTA' if args.tta else ''}"
-          f"{', an ensemble of ' + str(len(models)) if len(models) > 1 else ''}")
+    if args.quantize:
+        info = record_quantization_cost(serving, args.out, info, *test)
+    size = info["fixed_size"]
+    print(f"wrote {args.out} ({args.format}{', ' + args.quantize if args.quantize else ''}): "
+          f"takes {info['input']['accepted']} as '{info['input']['name']}', returns "
+          f"'{info['output']['name']}' ({num_classes} classes)"
+          f"{' with ' + args.tta + ' TTA' if args.tta else ''}"
+          f"{', an ensemble of ' + str(len(models)) if len(models) > 1 else ''}"
+          f"{'; fixed size: ' + size if size and not size.endswith('(--raw-size)') else ''}")
+    if args.quantize:
+        cost = info["quantization"]
+        print(f"{args.quantize}: test accuracy {cost['accuracy_float']:.4f} -> "
+              f"{cost['accuracy_quantized']:.4f} ({cost['accuracy_change']:+.4f}) on "
+              f"{cost['images']} images, top-1 agreement {cost['top1_agreement']:.4f}")
     return 0
 
 

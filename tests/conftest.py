@@ -11,12 +11,19 @@ import pytest
 FAST_XLA_FLAGS = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def jax_env():
     """The environment of a subprocess that runs under KERAS_BACKEND=jax on the CPU."""
     flags = " ".join(f for f in (os.environ.get("XLA_FLAGS"), FAST_XLA_FLAGS) if f)
     return {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3",
             "JAX_PLATFORMS": "cpu", "XLA_FLAGS": flags}
+
+
+@pytest.fixture(scope="session")
+def torch_env():
+    """The environment of a subprocess that runs under KERAS_BACKEND=torch on the CPU."""
+    return {**os.environ, "KERAS_BACKEND": "torch", "TF_CPP_MIN_LOG_LEVEL": "3",
+            "CUDA_VISIBLE_DEVICES": ""}
 
 
 # Scripts import `startup` (scripts/startup.py) first; tests that load a script

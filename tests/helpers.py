@@ -29,3 +29,24 @@ def kill_at_epoch(epoch_to_kill):
         original(self, epoch, logs)
 
     return on_epoch_end
+
+
+# Prepended to a subprocess' script: `import tensorflow` fails there as if it
+# were not installed (Keras and torch only probe for it), so the check shows
+# what runs without it.
+BLOCK_TENSORFLOW = """
+import importlib.abc, importlib.machinery, sys
+
+class _NoTensorFlow(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "tensorflow":
+            return importlib.machinery.ModuleSpec(name, self)
+
+    def create_module(self, spec):
+        raise ModuleNotFoundError(f"No module named {spec.name!r} (blocked)", name=spec.name)
+
+    def exec_module(self, module):
+        pass
+
+sys.meta_path.insert(0, _NoTensorFlow())
+"""

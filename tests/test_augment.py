@@ -110,6 +110,22 @@ def test_pca_lighting_shifts_colour_along_the_principal_axes_only():
     assert np.all(np.abs(out.mean(axis=(0, 1, 2)) - images.mean(axis=(0, 1, 2))) < 1.0)
 
 
+@pytest.mark.parametrize("preset", ["mixup"])  # labels through the stack: the longer path
+def test_on_device_stack_trains_googlenet_with_its_auxiliary_heads(preset):
+    """The network's own loss weighs its auxiliary outputs; metrics see the main one."""
+    keras.utils.set_random_seed(0)
+    model = zoo.create_model("test_googlenet", num_classes=4, input_shape=(16, 16, 3))
+    y = keras.utils.to_categorical(np.arange(len(IMAGES)) % 4, 4)
+    wrapper = pipelines.AugmentedModel(model, stack(preset))
+    for net in (model, wrapper):  # the network computes the loss: compiled too
+        net.compile(optimizer="sgd", loss="categorical_crossentropy", metrics=["accuracy"])
+    inputs = {"images": IMAGES, "labels": y} if preset == "mixup" else IMAGES
+    history = wrapper.fit(inputs, y, batch_size=4, epochs=1, verbose=0).history
+    # ln(4) for the main head plus 0.3 * ln(4) for each of the two auxiliary heads
+    assert 1.3 * np.log(4) < history["loss"][0] < 3 * 1.6 * np.log(4)
+    assert 0 <= history["accuracy"][0] <= 1
+
+
 @pytest.mark.parametrize("name", ["pad_crop", "pca", "standardize"])
 def test_layers_round_trip_through_their_config(name):
     layer = make_layer(name, seed=5)

@@ -1,7 +1,8 @@
-"""SavedModel export (zoo.export, scripts/export.py) and TensorFlow-only inference
-(scripts/predict.py): parity with in-memory predictions for every family, an
-ensemble and TTA, in a fresh process that imports nothing of the project; errors
-on bad inputs."""
+"""Export to SavedModel, ONNX and LiteRT (zoo.serving.export, scripts/export.py)
+and inference with each format's runtime alone (scripts/predict.py): parity with
+in-memory predictions for every family, an ensemble and TTA, in a fresh process
+per runtime that imports nothing of the project (nor TensorFlow for ONNX and
+LiteRT); int8 quantization's cost; errors on bad inputs and options."""
 
 import importlib.util
 import json
@@ -67,140 +68,214 @@ def make_case(name):
         model = zoo.create_model("test_vgg")
         images = RNG.integers(0, 256, (3, 24, 20, 1), np.uint8)
         return model, images, *gray, {"raw_shape": (24, 20, 1)}
-    if name == "ensemble":
+    if name == "ensemble_tta":  # soft voting over 10 views of each image
         members = [zoo.create_model("test_resnet"), zoo.create_model("test_alexnet")]
-        return ensemble_of(members), RNG.integers(0, 256, (4, 16, 16, 1), np.uint8), *gray, {}
+        return ensemble_of(members), RNG.integers(0, 256, (4, 16, 16, 1), np.uint8), *gray, {
+            "tta": "10crop", "crop_padding": 4}
     # the other families at their input size
     return zoo.create_model(name), RNG.integers(0, 256, (3, 16, 16, 1), np.uint8), *gray, {}
 
 
-CASES = ("lenet5", "test_alexnet", "test_vgg_resize", "test_googlenet", "test_resnet", "ensemble")
+CASES = ("lenet5", "test_alexnet", "test_vgg_resize", "test_googlenet", "test_resnet",
+         "ensemble_tta")
+FORMATS = tuple(export.FORMATS)
+RUNTIMES = {"savedmodel": "tf", "onnx": "onnx", "litert": "litert"}  # predict.py --runtime
+
+
+def write_run(directory, dataset, seed):
+    """A training run's model.keras (random LeNet-5) and config.json: MNIST
+    normalization, a 4-pixel training crop (TTA shift 2, black fill)."""
+    directory.mkdir()
+    keras.utils.set_random_seed(seed)
+    model = zoo.create_model("lenet5")
+    model.save(directory / "model.keras")
+    (directory / "config.json").write_text(json.dumps({
+        "model": "lenet5", "dataset": dataset, "image_size": 32, "input_shape": [32, 32, 1],
+        "augment": "standard", "augment_options": {"flip": False},
+        "normalization": {"mean": [0.1307], "std": [0.3081]}}))
+    return model
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    """Exports every case; returns {name: (dir, images, reference probabilities)}."""
+    """Exports every case in every format; returns {(name, format): (dir, images,
+    reference probabilities)}. A SavedModel takes any size unless the case fixes
+    one; ONNX and LiteRT take the images' size."""
     root = tmp_path_factory.mktemp("export")
     out = {}
     for name in CASES:
         model, images, mean, std, kwargs = make_case(name)
-        serving = export.serving_model(model, mean, std, **kwargs)
-        export.export_saved_model(serving, root / name)
         size = export.model_input_shape(model)[:2]
-        reference = predict(model, normalized(images, mean, std, size))
-        out[name] = (root / name, images, reference)
-    # TTA through the script, with a training run's config.json beside the model:
-    # MNIST normalization and a 4-pixel training crop (TTA shift 2, black fill).
-    run = root / "run"
-    run.mkdir()
-    keras.utils.set_random_seed(2)
-    model = zoo.create_model("lenet5")
-    model.save(run / "model.keras")
-    mean, std = [0.1307], [0.3081]
-    (run / "config.json").write_text(json.dumps({
-        "model": "lenet5", "dataset": "mnist", "image_size": 32, "input_shape": [32, 32, 1],
-        "augment": "standard", "augment_options": {"flip": False},
-        "normalization": {"mean": mean, "std": std}}))
-    assert load_script("export").main([str(run / "model.keras"), "--out", str(root / "tta"),
-                                       "--tta", "10crop"]) == 0
+        net = model if "tta" not in kwargs else augment_tta.TTAModel(
+            model, kwargs["tta"], **augment_tta.evaluation_settings(mean, std,
+                                                                   kwargs["crop_padding"]))
+        reference = predict(net, normalized(images, mean, std, size))
+        for format in FORMATS:
+            fixed = {"raw_shape": images.shape[1:]} if format != "savedmodel" else {}
+            serving = export.serving_model(model, mean, std, **{**kwargs, **fixed})
+            export.export_model(serving, root / f"{name}_{format}", format)
+            out[name, format] = (root / f"{name}_{format}", images, reference)
+    # TTA through the script, which reads config.json (dataset mnist: 28x28 for
+    # the fixed-size formats).
+    model = write_run(root / "run", "mnist", seed=2)
     images = RNG.integers(0, 256, (4, 28, 28, 1), np.uint8)
+    mean, std = [0.1307], [0.3081]
     tta_model = augment_tta.TTAModel(model, "10crop", padding=2, fill_value=[-mean[0] / std[0]])
     reference = predict(tta_model, normalized(images, mean, std, (32, 32)))
-    out["tta"] = (root / "tta", images, reference)
-    for name, (directory, images, reference) in out.items():
-        np.save(directory.parent / f"{name}_images.npy", images)
+    for format in FORMATS:
+        assert load_script("export").main([str(root / "run" / "model.keras"), "--out",
+                                           str(root / f"tta_{format}"), "--tta", "10crop",
+                                           "--format", format]) == 0
+        out["tta", format] = (root / f"tta_{format}", images, reference)
+    for (name, format), (directory, images, reference) in out.items():
+        np.save(root / f"{name}_{format}_images.npy", images)
     return out
 
 
-# One fresh process with TensorFlow only: the signatures of every export and
-# predict.py end to end on a .npy array and on PNG files.
+# One fresh process per runtime with that runtime only: every export of its
+# format through predict.py's loader, and predict.py end to end on a .npy array
+# and on PNG files.
 FRESH_SCRIPT = textwrap.dedent("""
     import io, json, runpy, sys, contextlib
     from pathlib import Path
     import numpy as np
-    import tensorflow as tf
-    root, names, predict_py = Path(sys.argv[1]), sys.argv[2].split(","), sys.argv[3]
+    root, format, runtime, names, predict_py = (Path(sys.argv[1]), sys.argv[2], sys.argv[3],
+                                                sys.argv[4].split(","), sys.argv[5])
+    predict = runpy.run_path(predict_py)  # its functions; __name__ is not __main__
     result = {}
     for name in names:
-        serve = tf.saved_model.load(str(root / name)).signatures["serve"]
-        images = np.load(root / f"{name}_images.npy")
-        probs = serve(images=tf.constant(images))["probabilities"].numpy()
-        np.save(root / f"{name}_exported.npy", probs)
-    predict = runpy.run_path(predict_py)  # its functions; __name__ is not __main__
+        run, meta, used = predict["load_exported"](root / f"{name}_{format}", runtime)
+        assert used == runtime and meta["runtime"] == runtime, (used, meta)
+        images = np.load(root / f"{name}_{format}_images.npy")
+        np.save(root / f"{name}_{format}_exported.npy", predict["predict"](run, images))
     pngs = sorted(str(p) for p in root.glob("*.png"))
-    for key, args in (("npy", [str(root / "lenet5"), str(root / "lenet5_images.npy"),
-                               "--top-k", "3", "--save", str(root / "predict_npy.npy")]),
-                      ("png", [str(root / "test_resnet"), *pngs, "--top-k", "2"])):
+    for key, args in (("npy", [str(root / f"lenet5_{format}"),
+                               str(root / f"lenet5_{format}_images.npy"), "--top-k", "3",
+                               "--save", str(root / f"predict_{format}.npy")]),
+                      ("png", [str(root / f"test_resnet_{format}"), *pngs, "--top-k", "2"])):
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
             predict["main"](args)
         result[key] = out.getvalue()
-    project = ("zoo", "augment", "ensembles", "keras")
-    result["modules"] = sorted(m for m in project if m in sys.modules)
+    others = ("zoo", "augment", "ensembles", "keras", "tensorflow", "onnxruntime",
+              "ai_edge_litert", "jax", "torch")
+    result["modules"] = sorted(m for m in others if m in sys.modules)
     print("RESULT " + json.dumps(result))
 """)
 
 
 @pytest.fixture(scope="module")
 def fresh(exported):
+    """{format: its fresh process' result}; the PNGs are 12x12 RGB test_resnet inputs."""
     root = next(iter(exported.values()))[0].parent
-    images = exported["test_resnet"][1]
+    images = exported["test_resnet", "savedmodel"][1]
     from PIL import Image
     for i, image in enumerate(images[:2]):
         Image.fromarray(image).save(root / f"image{i}.png")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    result = subprocess.run(
-        [sys.executable, "-c", FRESH_SCRIPT, str(root), ",".join(exported),
-         str(ROOT / "scripts" / "predict.py")],
-        capture_output=True, text=True, env=env, timeout=300, cwd=root)
-    assert result.returncode == 0, result.stderr[-3000:]
-    line = next(ln for ln in result.stdout.splitlines() if ln.startswith("RESULT "))
-    return root, json.loads(line[len("RESULT "):])
+    results = {}
+    for format in FORMATS:
+        result = subprocess.run(
+            [sys.executable, "-c", FRESH_SCRIPT, str(root), format, RUNTIMES[format],
+             ",".join(CASES + ("tta",)), str(ROOT / "scripts" / "predict.py")],
+            capture_output=True, text=True, env=env, timeout=300, cwd=root)
+        assert result.returncode == 0, result.stderr[-3000:]
+        line = next(ln for ln in result.stdout.splitlines() if ln.startswith("RESULT "))
+        results[format] = json.loads(line[len("RESULT "):])
+    return root, results
 
 
+@pytest.mark.parametrize("format", FORMATS)
 @pytest.mark.parametrize("name", CASES + ("tta",))
-def test_exported_predictions_match_in_memory(exported, fresh, name):
+def test_exported_predictions_match_in_memory(exported, fresh, name, format):
     root, _ = fresh
-    _, images, reference = exported[name]
-    probs = np.load(root / f"{name}_exported.npy")
+    _, images, reference = exported[name, format]
+    probs = np.load(root / f"{name}_{format}_exported.npy")
     assert probs.shape == reference.shape
-    assert np.max(np.abs(probs - reference)) <= TOLERANCE, name
+    assert np.max(np.abs(probs - reference)) <= TOLERANCE, (name, format)
     np.testing.assert_allclose(probs.sum(axis=-1), 1.0, atol=1e-5)
 
 
-def test_fresh_process_imports_nothing_of_the_project(fresh):
-    _, result = fresh
-    assert not {"zoo", "augment", "ensembles"} & set(result["modules"]), result["modules"]
+@pytest.mark.parametrize("format", FORMATS)
+def test_fresh_process_imports_only_the_runtime(fresh, format):
+    _, results = fresh
+    modules = set(results[format]["modules"])
+    if format == "savedmodel":  # loading a SavedModel imports Keras (TensorFlow's own doing)
+        assert "tensorflow" in modules
+        assert not {"zoo", "augment", "ensembles", "onnxruntime", "ai_edge_litert"} & modules
+    else:
+        assert modules == {"onnx": {"onnxruntime"}, "litert": {"ai_edge_litert"}}[format], modules
 
 
-def test_predict_script_on_npy_and_png(exported, fresh):
-    root, result = fresh
+@pytest.mark.parametrize("format", FORMATS)
+def test_predict_script_on_npy_and_png(exported, fresh, format):
+    root, results = fresh
+    result = results[format]
     lines = result["npy"].strip().splitlines()
-    reference = exported["lenet5"][2]
+    reference = exported["lenet5", format][2]
     assert len(lines) == len(reference)
     for i, line in enumerate(lines):
-        assert line.startswith(f"{root / 'lenet5_images.npy'}[{i}] ")
+        assert line.startswith(f"{root / f'lenet5_{format}_images.npy'}[{i}] ")
         top = [int(tok) for tok in line.split()[1::2]]
         assert top == list(np.argsort(-reference[i], kind="stable")[:3])
-    np.testing.assert_allclose(np.load(root / "predict_npy.npy"), reference, atol=TOLERANCE)
+    np.testing.assert_allclose(np.load(root / f"predict_{format}.npy"), reference, atol=TOLERANCE)
     png_lines = result["png"].strip().splitlines()
     assert [ln.split()[0] for ln in png_lines] == [str(root / f"image{i}.png") for i in range(2)]
     for i, line in enumerate(png_lines):  # PNG round trip is lossless: same top class
-        assert int(line.split()[1]) == int(np.argmax(exported["test_resnet"][2][i]))
+        assert int(line.split()[1]) == int(np.argmax(exported["test_resnet", format][2][i]))
 
 
-def test_metadata_describes_the_signature(exported):
-    meta = json.loads((exported["tta"][0] / export.METADATA_FILE).read_text())
+def test_metadata_describes_the_input(exported):
+    meta = json.loads((exported["tta", "savedmodel"][0] / export.METADATA_FILE).read_text())
     assert meta["input"]["shape"] == [None, None, None, 1] and meta["input"]["dtype"] == "uint8"
     assert meta["tta"] == "10crop" and meta["class_names"] == datasets.MNIST_CLASSES
-    assert meta["num_classes"] == 10
-    fixed = json.loads((exported["test_vgg_resize"][0] / export.METADATA_FILE).read_text())
+    assert meta["num_classes"] == 10 and meta["format"] == "savedmodel"
+    assert meta["fixed_size"] is None and meta["runtime"] == "tf"
+    fixed = json.loads((exported["test_vgg_resize", "savedmodel"][0]
+                        / export.METADATA_FILE).read_text())
     assert fixed["input"]["shape"] == [None, 24, 20, 1]
+    assert fixed["fixed_size"] == "24x20, chosen with raw_shape (--raw-size)"
+    for format in ("onnx", "litert"):  # the script's default size: the dataset's images
+        meta = json.loads((exported["tta", format][0] / export.METADATA_FILE).read_text())
+        assert meta["input"]["shape"] == [None, 28, 28, 1], format
+        assert meta["fixed_size"].startswith(f"{format} cannot hold a dynamic-size input")
+        assert meta["fixed_size"].endswith("images must be 28x28")
+        assert meta["file"] == export.FORMATS[format].file
+        assert (exported["tta", format][0] / meta["file"]).is_file()
+        assert meta["input"]["name"] == "images" and meta["output"]["name"] == "probabilities"
+
+
+def test_fixed_size_formats_refuse_a_dynamic_size(tmp_path):
+    serving = export.serving_model(zoo.create_model("test_resnet"), [0.1], [0.3])
+    for format in ("onnx", "litert"):
+        with pytest.raises(ValueError, match=rf"raw_shape=\(None, None, 1\) is not accepted; "
+                                             rf"expected a fixed .*{format} cannot hold"):
+            export.export_model(serving, tmp_path / format, format)
+    assert not any(tmp_path.iterdir())
+
+
+def test_int8_litert_export_reports_its_cost(tmp_path, capsys):
+    """Calibrated on the run's training images (the embedded MNIST sample), the
+    cost measured on its test split in export.json; predict.py serves the file."""
+    write_run(tmp_path / "run", "mnist_sample", seed=3)
+    out = tmp_path / "int8"
+    assert load_script("export").main([str(tmp_path / "run" / "model.keras"), "--out", str(out),
+                                       "--format", "litert", "--quantize", "int8"]) == 0
+    assert "int8: test accuracy" in capsys.readouterr().out
+    meta = json.loads((out / export.METADATA_FILE).read_text())
+    cost = meta["quantization"]
+    assert meta["quantize"] == "int8" and cost["images"] == len(datasets.load_dataset(
+        "mnist_sample").x_test)
+    assert cost["top1_agreement"] >= 0.9 and abs(cost["accuracy_change"]) <= 0.05
+    assert cost["accuracy_change"] == pytest.approx(cost["accuracy_quantized"]
+                                                    - cost["accuracy_float"])
+    float_size = (tmp_path / "run" / "model.keras").stat().st_size
+    assert (out / "model.tflite").stat().st_size < float_size / 2  # int8 weights
 
 
 @pytest.fixture(scope="module")
 def lenet5_saved(exported):
-    return tf.saved_model.load(str(exported["lenet5"][0]))
+    return tf.saved_model.load(str(exported["lenet5", "savedmodel"][0]))
 
 
 @pytest.mark.parametrize("shape, dtype, match", [
@@ -216,15 +291,15 @@ def test_signature_rejects_bad_inputs(lenet5_saved, shape, dtype, match):
 
 
 def test_signature_with_fixed_size_rejects_other_sizes(exported):
-    serve = tf.saved_model.load(str(exported["test_vgg_resize"][0])).signatures["serve"]
+    serve = tf.saved_model.load(str(exported["test_vgg_resize", "savedmodel"][0])).signatures[
+        "serve"]
     with pytest.raises(tf.errors.InvalidArgumentError,
                        match=r"\(N, 24, 20, 1\); received shape.*\[1 16 16 1\]"):
         serve(images=tf.constant(np.zeros((1, 16, 16, 1), np.uint8)))
 
 
-def test_predict_script_errors(exported, tmp_path, capsys):
+def test_predict_checks_images():
     predict = load_script("predict")
-    directory = str(exported["lenet5"][0])
     shape = (None, None, None, 1)
     with pytest.raises(ValueError, match=r"shape \(2, 28, 28, 3\) uint8 \(3 channels\) is not "
                                          r"accepted; expected uint8 images shaped \(N, H, W, 1\)"):
@@ -235,17 +310,35 @@ def test_predict_script_errors(exported, tmp_path, capsys):
         predict.check_images(np.zeros((32, 32, 3), np.uint8), (None, None, None, 3), "x.npy")
     with pytest.raises(ValueError, match=r"float32 is not accepted; expected pixel values"):
         predict.check_images(np.full((1, 28, 28), 0.5, np.float32), shape, "x.npy")
+    with pytest.raises(ValueError, match=r"\(16 height\) is not accepted; expected uint8 images "
+                                         r"shaped \(N, 28, 28, 1\)"):
+        predict.check_images(np.zeros((1, 16, 28, 1), np.uint8), (None, 28, 28, 1), "x.npy")
     assert predict.check_images(np.full((1, 28, 28), 7.0), shape, "x.npy").dtype == np.uint8
+
+
+@pytest.mark.parametrize("format", FORMATS)
+def test_predict_script_errors(exported, tmp_path, capsys, format):
+    predict = load_script("predict")
+    directory = str(exported["lenet5", format][0])
+    images = str(exported["lenet5", format][0].parent / f"lenet5_{format}_images.npy")
+    other = {"savedmodel": "onnx", "onnx": "litert", "litert": "tf"}[format]
     for argv, match in [
         ([directory, str(tmp_path / "missing.npy")], r"INPUTS=\[.*missing.npy'\] is not accepted; "
                                                      r"expected existing files"),
         ([str(tmp_path), str(tmp_path / "missing.npy")],
-         r"DIR=.* is not accepted; expected a SavedModel"),
-        ([directory, str(exported["lenet5"][0].parent / "lenet5_images.npy"), "--top-k", "11"],
+         r"DIR=.* is not accepted; expected a folder written by scripts/export.py \(with "
+         r"saved_model.pb, model.onnx, model.tflite\)"),
+        ([directory, images, "--top-k", "11"],
          r"--top-k=11 is not accepted; expected an integer in \[1, 10\]"),
+        ([directory, images, "--runtime", "tensorrt"],
+         r"--runtime='tensorrt' is not accepted; expected one of tf, onnx, litert"),
+        ([directory, images, "--runtime", other],
+         rf"--runtime='{other}' is not accepted for DIR=.*; expected {RUNTIMES[format]} "
+         rf"\(the folder holds {export.FORMATS[format].file}\)"),
     ]:
-        with pytest.raises(SystemExit):
+        with pytest.raises(SystemExit) as info:
             predict.main(argv)
+        assert info.value.code == 2
         assert re.search(match, capsys.readouterr().err), argv
     bad = tmp_path / "rgb.npy"
     np.save(bad, np.zeros((2, 28, 28, 3), np.uint8))
@@ -260,6 +353,18 @@ def test_predict_script_errors(exported, tmp_path, capsys):
     assert info.value.code == 2
     assert "empty.npy: shape (0, 28, 28) uint8 is not accepted; expected at least one " \
         "image" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("format, match", [
+    ("savedmodel", r"expected a uint8 batch shaped \(N, H, W, 1\); received shape.*\[1 28 28 3\]"),
+    ("onnx", r"invalid dimensions for input: images.*index: 3 Got: 3 Expected: 1"),
+])
+def test_runtime_rejects_what_the_checks_let_through(exported, format, match):
+    """Without export.json's shape, the runtime itself refuses a wrong batch."""
+    predict = load_script("predict")
+    run, _, _ = predict.load_exported(exported["lenet5", format][0])
+    with pytest.raises(predict.Rejected, match=match):
+        run(np.zeros((1, 28, 28, 3), np.uint8))
 
 
 def test_export_script_errors(tmp_path, capsys):
@@ -284,6 +389,16 @@ def test_export_script_errors(tmp_path, capsys):
          r"config.json' is not accepted \(not a .keras file\); expected a model saved as .keras"),
         ([str(tmp_path / "junk.keras"), "--out", str(tmp_path / "a")],
          r"junk.keras' is not accepted: it does not load as a Keras model"),
+        ([str(model_path), "--out", str(tmp_path / "a"), "--format", "tflite"],
+         r"--format='tflite' is not accepted; expected one of savedmodel, onnx, litert"),
+        ([str(model_path), "--out", str(tmp_path / "a"), "--format", "onnx", "--quantize", "int8"],
+         r"--quantize='int8' is not accepted; expected none for --format onnx \(int8 is offered "
+         r"for litert\)"),
+        ([str(model_path), "--out", str(tmp_path / "a"), "--format", "litert", "--quantize", "fp8"],
+         r"--quantize='fp8' is not accepted; expected one of int8 for --format litert"),
+        ([str(model_path), "--out", str(tmp_path / "a"), "--format", "litert", "--quantize", "int8",
+          "--mean", "0.1", "--std", "0.3"],
+         r"--quantize='int8' needs the run's training images: dataset=None is not accepted"),
     ]:
         with pytest.raises(SystemExit):
             script.main(argv)

@@ -23,8 +23,9 @@ def build_model(config, num_classes, input_shape):
 
 def resolve_jit(choice):
     """`auto` is off on a CPU-only machine, where XLA made training slower in
-    `scripts/bench_models.py` (see docs/benchmarks.md), and Keras' own choice elsewhere."""
-    if choice == "auto":
+    `scripts/bench_models.py` (see docs/benchmarks.md), and Keras' own choice elsewhere
+    (always under torch, where Keras lists no devices and `auto` means eager)."""
+    if choice == "auto" and keras.backend.backend() != "torch":
         on_cpu_only = all(d.startswith("cpu") for d in keras.distribution.list_devices())
         return False if on_cpu_only else "auto"
     return choice == "on"

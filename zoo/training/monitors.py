@@ -20,7 +20,8 @@ CSV stays readable.
 
 Activation statistics and gradients are measured on a fixed probe batch in
 inference mode; update ratios are averaged over every `update_every`-th
-training step of the epoch. Gradients need the backend (TensorFlow or JAX), imported lazily.
+training step of the epoch. Gradients need the backend (TensorFlow, JAX or torch),
+imported lazily.
 """
 
 import math
@@ -93,7 +94,8 @@ def activation_stats(model, x, layers=None, batch_size=256):
 
 def gradient_norms(model, x, y, loss_fn=None):
     """L2 norm of the loss gradient with respect to each kernel, on one batch
-    in inference mode. Dispatches on the Keras backend (TensorFlow or JAX).
+    in inference mode. Dispatches on the Keras backend (TensorFlow's GradientTape,
+    `jax.grad`, torch autograd).
 
     Returns:
         {layer name: norm} for `weighted_layers(model)`.
@@ -121,9 +123,14 @@ def gradient_norms(model, x, y, loss_fn=None):
 
         all_grads = jax.grad(compute)(trainable)
         grads = [all_grads[index[id(k)]] if id(k) in index else None for k in kernels]
+    elif backend == "torch":
+        import torch
+
+        loss = loss_fn(y, model(x, training=False))
+        grads = torch.autograd.grad(loss, [k.value for k in kernels], allow_unused=True)
     else:
         raise NotImplementedError(
-            f"gradient norms support the tensorflow and jax backends, not {backend!r}")
+            f"gradient norms support the tensorflow, jax and torch backends, not {backend!r}")
     return {layer.name: float(np.linalg.norm(keras.ops.convert_to_numpy(g))) if g is not None
             else 0.0 for layer, g in zip(layers, grads)}
 
