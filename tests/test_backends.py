@@ -327,7 +327,7 @@ def torch_results(torch_env):
     return run_script(RUN_SCRIPTS, torch_env, json.dumps(scripts))
 
 
-CORE_SCRIPT = """
+JAX_CORE_SCRIPT = """
 import json, sys
 from zoo.training import TrainConfig, train
 metrics = train(TrainConfig(model="test_resnet", dataset="mnist_sample", limit_train=64,
@@ -342,5 +342,5 @@ print("RESULTS " + json.dumps({"test_error": metrics["test_error"]}))
 @needs("jax")
 def test_the_training_core_needs_no_tensorflow_under_jax(jax_env, tmp_path):
     # What the GPU machine has: JAX, no TensorFlow (on-device augmentation, calibration).
-    result = run_script(CORE_SCRIPT, jax_env, tmp_path / "run")
+    result = run_script(JAX_CORE_SCRIPT, jax_env, tmp_path / "run")
     assert 0.0 <= result["test_error"] <= 1.0

@@ -379,7 +379,7 @@ def test_pretrained_metadata_round_trips_through_keras_and_export(torchvision_fi
                               - np.float32(settings["mean"])) / np.float32(settings["std"]),
                              verbose=0)
     np.testing.assert_allclose(serving.predict(images, verbose=0), expected, atol=1e-6)
-    info = export.export_saved_model(serving, tmp_path / "exported")
+    info = export.export_model(serving, tmp_path / "exported")
     assert info["preprocessing"].startswith("resize (bilinear) to the model input")
 
 
