@@ -21,3 +21,10 @@ from augment.pipelines import (
     resolve_spec,
 )
 from augment.tta import TTAModel, evaluate_tta, make_views
+
+__all__ = [
+    "DATA_DIR_ENV", "Dataset", "channel_stats", "list_datasets", "load_dataset", "normalize",
+    "pad_to", "read_idx", "write_idx", "PCALighting", "RandomPadCrop", "Standardize",
+    "pca_lighting_stats", "PRESETS", "AugmentedModel", "AugmentSpec", "build_augmenter",
+    "make_dataset", "resolve_spec", "TTAModel", "evaluate_tta", "make_views",
+]

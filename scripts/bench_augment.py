@@ -27,6 +27,7 @@ import platform
 import statistics
 import time
 
+import startup  # noqa: F401  (TensorFlow without its start-up noise; scripts/startup.py)
 import keras
 import numpy as np
 

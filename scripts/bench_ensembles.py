@@ -30,6 +30,7 @@ import sys
 import time
 from pathlib import Path
 
+import startup  # noqa: F401  (TensorFlow without its start-up noise; scripts/startup.py)
 import numpy as np
 
 from augment import corruptions, datasets
@@ -60,6 +61,8 @@ def parse_args(argv=None):
                    default=list(corruptions.CORRUPTIONS))
     p.add_argument("--out", default="runs/bench_ensembles")
     p.add_argument("--json", default=None, help="also write the summary here")
+    p.add_argument("--plot", default=None,
+                   help="also write a PNG of error, NLL and ECE against severity per method")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: embedded sample, 2 epochs, 2 members, 1 seed, 2 corruptions")
     args = p.parse_args(argv)
@@ -161,13 +164,16 @@ def shifted_sets(args, config):
 
 
 def aggregate(scores, corruption_names):
-    """{clean, severity 3, mean over severities} of one run's {set: scores}."""
+    """{clean, severity 3, mean over severities, each severity (mean over the
+    corruptions)} of one run's {set: scores}."""
     def mean_of(keys):
         return {k: float(np.mean([scores[key][k] for key in keys])) for k in KEYS}
 
     return {"clean": {k: scores["clean"][k] for k in KEYS},
             "shift3": mean_of([(n, 3) for n in corruption_names]),
-            "shift": mean_of([(n, s) for n in corruption_names for s in corruptions.SEVERITIES])}
+            "shift": mean_of([(n, s) for n in corruption_names for s in corruptions.SEVERITIES]),
+            **{f"severity{s}": mean_of([(n, s) for n in corruption_names])
+               for s in corruptions.SEVERITIES}}
 
 
 def summarize(per_seed, methods):
@@ -185,8 +191,36 @@ def summarize(per_seed, methods):
                 part: {k: (statistics.mean(r[variant][part][k] for r in runs),
                            statistics.stdev(r[variant][part][k] for r in runs)
                            if len(runs) > 1 else 0.0) for k in KEYS}
-                for part in ("clean", "shift3", "shift")}
+                for part in PARTS}
     return table
+
+
+PARTS = ("clean", "shift3", "shift", *(f"severity{s}" for s in corruptions.SEVERITIES))
+
+
+def plot_severity(table, path):
+    """Error, NLL (temperature-scaled) and ECE (as trained) against severity
+    (0: clean; mean over the corruptions), mean +- std over seeds per method."""
+    from zoo.training.plots import pyplot, save_figure
+
+    plt = pyplot()
+    severities = [0, *corruptions.SEVERITIES]
+    parts = ["clean", *(f"severity{s}" for s in corruptions.SEVERITIES)]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for ax, (key, variant, label) in zip(axes, (("error", "raw", "test error %"),
+                                               ("nll", "scaled", "NLL (temperature-scaled)"),
+                                               ("ece", "raw", "ECE % (as trained)"))):
+        scale = 100 if key in ("error", "ece") else 1
+        for method, row in table.items():
+            mean = np.array([row[variant][p][key][0] for p in parts]) * scale
+            std = np.array([row[variant][p][key][1] for p in parts]) * scale
+            ax.plot(severities, mean, marker="o", label=method)
+            ax.fill_between(severities, mean - std, mean + std, alpha=0.15)
+        ax.set(xlabel="corruption severity (0: clean)", ylabel=label, xticks=severities)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, path)
 
 
 def format_tables(table):
@@ -218,7 +252,7 @@ def format_tables(table):
     return "\n".join(lines)
 
 
-def targets(table):
+def targets(table, members=5):
     """The issue's targets, each with the figures it compares."""
     out = []
     if "single" not in table:
@@ -234,7 +268,7 @@ def targets(table):
             s, e = value("single", "clean", key, variant)[0], value("independent", "clean", key,
                                                                     variant)[0]
             cut = 1 - e / s
-            out.append(f"independent x5 cuts {key} ({variant}) by {100 * cut:.0f}% "
+            out.append(f"independent x{members} cuts {key} ({variant}) by {100 * cut:.0f}% "
                        f"({s:.4f} -> {e:.4f}); target >= {100 * goal:.0f}%: "
                        f"{'met' if cut >= goal else 'MISSED'}")
         s, e = value("single", "shift", "ece", "raw")[0], value("independent", "shift", "ece",
@@ -254,6 +288,25 @@ def targets(table):
                    f"% -> {100 * d:.2f}%, ensemble {100 * e:.2f}%); target >= 50%: "
                    f"{'met' if kept >= 0.5 else 'MISSED'}")
     del single
+    return out
+
+
+def paired_gains(per_seed):
+    """Per-seed NLL (T) gains over the single model trained on the same seed (the
+    same training subset and initialisation): a paired comparison, which the
+    seed-to-seed spread of an unpaired one hides."""
+    single = per_seed.get("single", [])
+    out = []
+    for method, runs in per_seed.items():
+        if method == "single" or len(runs) != len(single) or not runs:
+            continue
+        gains = [s["scaled"]["clean"]["nll"] - r["scaled"]["clean"]["nll"]
+                 for s, r in zip(single, runs)]
+        std = statistics.stdev(gains) if len(gains) > 1 else 0.0
+        out.append(f"{method}: NLL (T) lower than the same seed's single model on "
+                   f"{sum(g > 0 for g in gains)}/{len(gains)} seeds, paired gain "
+                   f"{statistics.mean(gains):.4f} +- {std:.4f} "
+                   f"({', '.join(f'{g:+.4f}' for g in gains)})")
     return out
 
 
@@ -285,11 +338,14 @@ def main(argv=None):
           f"{len(args.corruptions)} corruptions x 5 severities, "
           f"{time.perf_counter() - started:.0f} s")
     print(format_tables(table))
-    print("\n" + "\n".join(targets(table)))
+    print("\n" + "\n".join(targets(table, args.members)))
+    print("\n" + "\n".join(paired_gains(per_seed)))
     if args.json:
         from zoo.training.rundir import write_json
 
         write_json(args.json, {"args": vars(args), "per_seed": per_seed, "table": table})
+    if args.plot:
+        print(f"plot: {plot_severity(table, args.plot)}")
     return table
 
 
