@@ -20,6 +20,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import startup  # noqa: E402,F401  (TensorFlow without its start-up noise; scripts/startup.py)
 from augment.datasets import DATA_DIR_ENV, IDX_FILES, load_dataset, write_idx  # noqa: E402
 
 MAX_BYTES = 2_000_000  # the four .gz files together must stay under this
