@@ -2,7 +2,7 @@
 on the clean test split and on corrupted copies of it (rotation, shear, translation,
 Gaussian and impulse noise, blur, contrast, fog) at severities 1-5.
 
-    python scripts/evaluate_shift.py runs/single runs/ensemble runs/student \
+    python scripts/evaluate_shift.py runs/single runs/ensemble runs/student \\
         --data-dir ../shared/data --out runs/shift
 
 Each input is a run directory (model.keras + config.json) or a .keras file with the
@@ -49,7 +49,9 @@ def build_parser():
     p.add_argument("models", nargs="+", type=source, metavar="RUN_OR_MODEL")
     p.add_argument("--data-dir", default=None, help="the dataset's files (default: the runs')")
     p.add_argument("--corruptions", type=types.comma_choices("corruptions", corruptions.CORRUPTIONS),
-                   default=list(corruptions.CORRUPTIONS))
+                   default=list(corruptions.CORRUPTIONS),
+                   help="comma-separated, of " + ", ".join(corruptions.CORRUPTIONS)
+                   + " (default: all)")
     p.add_argument("--limit-test", type=types.positive_int, default=None,
                    help="a seeded subset of the test split")
     p.add_argument("--seed", type=types.nonnegative_int, default=0, help="of the corruptions")

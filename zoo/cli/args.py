@@ -29,7 +29,15 @@ def fail(message, code=2):
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Flag defaults in the help, and the script's docstring as written."""
+    """Flag defaults in the help, and the script's docstring as written. No
+    "(default: None)" or "(default: False)", nor a second default where the help
+    already says what the default is."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default is None or action.default is False or "default" in text:
+            return text
+        return super()._get_help_string(action)
 
 
 class Parser(argparse.ArgumentParser):
