@@ -16,16 +16,17 @@ import numpy as np
 from keras import ops
 
 from ensembles import metrics
+from ensembles.combine import model_input_shape
 from zoo import resolve
 
 PACKAGE = "ensembles"
 LOG_INVERSE_T_RANGE = (-7.0, 7.0)  # 1/T searched in [e^-7, e^7], T from 0.0009 to 1100
 
 
-def check_temperature(temperature):
+def check_temperature(temperature, option="temperature"):
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not (
             math.isfinite(temperature) and temperature > 0):
-        raise resolve.bad_option("temperature", temperature, "a number > 0")
+        raise resolve.bad_option(option, temperature, "a number > 0")
     return float(temperature)
 
 
@@ -89,19 +90,11 @@ class TemperatureScaling(keras.layers.Layer):
 def calibrated(model, temperature, name=None):
     """`model` followed by `TemperatureScaling(temperature)`, as one functional model
     taking the model's input (zoo models, ensembles and TTA wrappers alike)."""
-    shape = _input_shape(model)
+    shape = model_input_shape(model, "model")
     inputs = keras.Input(shape, name="images")
     outputs = TemperatureScaling(temperature, name="temperature_scaling")(
         model(inputs, training=False))
     return keras.Model(inputs, outputs, name=name or f"{model.name}_calibrated")
-
-
-def _input_shape(model):
-    try:
-        return tuple(model.input_shape[1:])
-    except (AttributeError, ValueError):  # subclassed wrappers answer for their members
-        inner = getattr(model, "members", None) or [getattr(model, "model", None)]
-        return _input_shape(inner[0])
 
 
 def temperature_of(model):

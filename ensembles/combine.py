@@ -213,3 +213,17 @@ def _split_xy(data):
         return data[0], data[1]
     raise resolve.bad_option("validation_data", type(data).__name__,
                              "an (x, y) tuple of arrays when method='weighted'")
+
+
+def model_input_shape(model, option="input_shape"):
+    """(height, width, channels) a model takes; subclassed wrappers (an
+    `EnsembleModel`, `augment.tta.TTAModel`, a `Distiller`) answer for their
+    first member. `option` names the argument in the error for a model without one."""
+    try:
+        return tuple(model.input_shape[1:])
+    except (AttributeError, ValueError):
+        inner = getattr(model, "members", None) or [getattr(model, "model", None)]
+        if inner[0] is None:
+            raise resolve.bad_option(option, getattr(model, "name", model),
+                                     "a model with a fixed input shape") from None
+        return model_input_shape(inner[0], option)

@@ -14,12 +14,12 @@ temperature softmax removes). Evaluation (validation loss, test) uses the plain
 cross-entropy of the student, so its figures compare with any other run's.
 """
 
-import math
-
 import keras
 from keras import ops
 
 from ensembles import metrics
+from ensembles.calibration import check_temperature
+from ensembles.combine import model_input_shape
 from zoo import resolve
 
 # Hinton et al. 2015 report temperatures of 2.5-4 as best for small students on
@@ -30,28 +30,17 @@ HARD_WEIGHT = 0.1
 
 
 def check_settings(temperature, hard_weight):
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not (
-            math.isfinite(temperature) and temperature > 0):
-        raise resolve.bad_option("distill_temperature", temperature, "a number > 0")
+    temperature = check_temperature(temperature, "distill_temperature")
     if isinstance(hard_weight, bool) or not isinstance(hard_weight, (int, float)) or not (
             0.0 <= hard_weight <= 1.0):
         raise resolve.bad_option("distill_hard_weight", hard_weight, "a number in [0, 1]")
     return float(temperature), float(hard_weight)
 
 
-def _shape(model, what):
-    try:
-        return tuple(model.input_shape[1:])
-    except (AttributeError, ValueError):
-        inner = getattr(model, "members", None) or [getattr(model, "model", None)]
-        if inner[0] is None:
-            raise resolve.bad_option(what, model.name, "a model with a fixed input shape") from None
-        return _shape(inner[0], what)
-
-
 def check_pair(student, teacher):
     """Raises unless the teacher takes the student's input and predicts its classes."""
-    student_in, teacher_in = _shape(student, "student"), _shape(teacher, "teacher")
+    student_in = model_input_shape(student, "student")
+    teacher_in = model_input_shape(teacher, "teacher")
     if student_in != teacher_in:
         raise resolve.bad_option("teacher", f"{teacher.name} taking {teacher_in}",
                                  f"a model taking the student's input {student_in}")

@@ -39,6 +39,8 @@ from zoo.cli import args as types
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("single", "ema", "swa", "snapshot", "independent", "distilled")
 KEYS = ("error", "nll", "brier", "ece")
+SEVERITY_PARTS = tuple(f"severity{s}" for s in corruptions.SEVERITIES)
+PARTS = ("clean", "shift3", "shift", *SEVERITY_PARTS)  # what `aggregate` returns
 
 
 def parse_args(argv=None):
@@ -145,22 +147,15 @@ def shifted_sets(args, config):
     from zoo.training import RunDir
     from zoo.training import data as data_module
 
-    data = data_module.prepare_data(config)
-    stored = RunDir(config.out).read_config()
-    raw = datasets.load_dataset(config.dataset, config.data_dir, limit_test=config.limit_test,
-                                seed=config.seed).x_test
-
-    def prep(images):
-        padded = datasets.pad_to(images, stored["image_size"]) if stored.get("image_size") \
-            else images
-        return datasets.normalize(padded, stored["normalization"]["mean"],
-                                  stored["normalization"]["std"])
-
-    sets = {"clean": data["x_test"]}
+    prep = data_module.run_preprocessing(RunDir(config.out).read_config())
+    ds = datasets.load_dataset(config.dataset, config.data_dir, limit_train=1,
+                               limit_test=config.limit_test, seed=config.seed)
+    sets = {"clean": prep(ds.x_test)}
     for name in args.corruptions:
         for severity in corruptions.SEVERITIES:
-            sets[(name, severity)] = prep(corruptions.corrupt(raw, name, severity, config.seed))
-    return sets, data["y_test"]
+            sets[(name, severity)] = prep(corruptions.corrupt(ds.x_test, name, severity,
+                                                              config.seed))
+    return sets, ds.y_test
 
 
 def aggregate(scores, corruption_names):
@@ -172,8 +167,8 @@ def aggregate(scores, corruption_names):
     return {"clean": {k: scores["clean"][k] for k in KEYS},
             "shift3": mean_of([(n, 3) for n in corruption_names]),
             "shift": mean_of([(n, s) for n in corruption_names for s in corruptions.SEVERITIES]),
-            **{f"severity{s}": mean_of([(n, s) for n in corruption_names])
-               for s in corruptions.SEVERITIES}}
+            **{part: mean_of([(n, s) for n in corruption_names])
+               for part, s in zip(SEVERITY_PARTS, corruptions.SEVERITIES)}}
 
 
 def summarize(per_seed, methods):
@@ -195,8 +190,6 @@ def summarize(per_seed, methods):
     return table
 
 
-PARTS = ("clean", "shift3", "shift", *(f"severity{s}" for s in corruptions.SEVERITIES))
-
 
 def plot_severity(table, path):
     """Error, NLL (temperature-scaled) and ECE (as trained) against severity
@@ -205,7 +198,7 @@ def plot_severity(table, path):
 
     plt = pyplot()
     severities = [0, *corruptions.SEVERITIES]
-    parts = ["clean", *(f"severity{s}" for s in corruptions.SEVERITIES)]
+    parts = ["clean", *SEVERITY_PARTS]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     for ax, (key, variant, label) in zip(axes, (("error", "raw", "test error %"),
                                                ("nll", "scaled", "NLL (temperature-scaled)"),
@@ -261,7 +254,6 @@ def targets(table, members=5):
     def value(method, part, key, variant="scaled"):
         return table[method][variant][part][key]
 
-    single = table["single"]
     if "independent" in table:
         for key, goal, variant in (("error", 0.25, "raw"), ("nll", 0.30, "scaled"),
                                    ("ece", 0.50, "raw")):
@@ -287,7 +279,6 @@ def targets(table, members=5):
         out.append(f"the student keeps {100 * kept:.0f}% of the ensemble's error gain ({100 * s:.2f}"
                    f"% -> {100 * d:.2f}%, ensemble {100 * e:.2f}%); target >= 50%: "
                    f"{'met' if kept >= 0.5 else 'MISSED'}")
-    del single
     return out
 
 

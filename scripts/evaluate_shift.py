@@ -21,6 +21,7 @@ import numpy as np
 
 from augment import corruptions, datasets
 from zoo.cli import args as types
+from zoo.training import data as data_module
 from zoo.training import evaluate, plots
 from zoo.training.rundir import RunDir, write_json
 
@@ -57,19 +58,6 @@ def build_parser():
     p.add_argument("--seed", type=types.nonnegative_int, default=0, help="of the corruptions")
     p.add_argument("--out", required=True, help="folder for shift.json, shift.md, shift.png")
     return p
-
-
-def preprocessing(config):
-    """uint8 images -> the model's input, as its training run prepared them."""
-    mean, std = config["normalization"]["mean"], config["normalization"]["std"]
-    size = config.get("image_size")
-
-    def preprocess(images):
-        if size and images.shape[1] < size:
-            images = datasets.pad_to(images, size)
-        return datasets.normalize(images, mean, std)
-
-    return preprocess
 
 
 def table(results, name):
@@ -125,7 +113,7 @@ def main(argv=None):
     for label, (_, path, config) in zip(labels, args.models):
         model = keras.saving.load_model(path, compile=False)
         results[label] = evaluate.shift_scores(
-            model, ds.x_test, ds.y_test, preprocessing(config), args.corruptions,
+            model, ds.x_test, ds.y_test, data_module.run_preprocessing(config), args.corruptions,
             seed=args.seed)
         by = results[label]["by_severity"]
         print(f"{label}: clean error {100 * results[label]['clean']['error']:.2f}%, severity 3 "

@@ -35,7 +35,6 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import startup  # noqa: E402,F401  (TensorFlow without its start-up noise; scripts/startup.py)
 import zoo  # noqa: E402
 from augment import tta as augment_tta  # noqa: E402
-from zoo import pretrained  # noqa: E402
 from zoo.cli import args as types  # noqa: E402
 from zoo.serving import export  # noqa: E402
 from zoo.training.rundir import write_json  # noqa: E402
@@ -108,19 +107,11 @@ def parse_args(argv=None):
     if (args.mean is None) != (args.std is None):
         parser.error("--mean and --std go together: pass both or neither")
     imagenet = [types.imagenet_name(m) for m in args.models if types.imagenet_name(m)]
-    if imagenet and args.weights is None:
-        parser.error(f"MODEL.keras=imagenet:{imagenet[0]} needs --weights (keras, torchvision "
-                     "or a weights file)")
     if args.weights is not None and not imagenet:
         parser.error("--weights goes with MODEL.keras=imagenet:NAME (a trained .keras file "
                      "has its weights)")
     for name in imagenet:
-        try:
-            if name not in zoo.list_models():
-                raise ValueError(f"model={name!r} is not registered")
-            pretrained.check(name, args.weights)
-        except ValueError as error:
-            parser.error(f"argument --weights: {error}")
+        types.check_imagenet(parser, "MODEL.keras", name, args.weights)
     for path in args.models:
         if types.imagenet_name(path):
             continue
@@ -226,15 +217,15 @@ def main(argv=None):
     representative = test = None
     if args.quantize:
         try:
-            representative, _, _ = export.dataset_images(settings, "train",
-                                                         REPRESENTATIVE_IMAGES, args.data_dir)
-            test = export.dataset_images(settings, "test", None, args.data_dir)
+            representative, *test = export.dataset_images(
+                settings, REPRESENTATIVE_IMAGES, args.data_dir, channels=channels)
         except (ValueError, OSError) as error:
             parser.error(f"--quantize={args.quantize!r} needs the run's training images: {error}")
         if representative.shape[1:] != raw_shape:
             parser.error(f"--raw-size={raw_shape[0]}x{raw_shape[1]} is not accepted with "
                          f"--quantize; expected the dataset's image size "
-                         f"{representative.shape[1]}x{representative.shape[2]}")
+                         f"{representative.shape[1]}x{representative.shape[2]} (the model takes "
+                         f"{channels} channels, the images have {representative.shape[3]})")
     try:
         info = export.export_model(
             serving, args.out, args.format, overwrite=args.overwrite, quantize=args.quantize,
@@ -247,13 +238,13 @@ def main(argv=None):
         parser.error(str(error))
     if args.quantize:
         info = record_quantization_cost(serving, args.out, info, *test)
-    size = info["fixed_size"]
+    size = info["fixed_size"]  # why a fixed-size format takes one size
     print(f"wrote {args.out} ({args.format}{', ' + args.quantize if args.quantize else ''}): "
           f"takes {info['input']['accepted']} as '{info['input']['name']}', returns "
           f"'{info['output']['name']}' ({num_classes} classes)"
           f"{' with ' + args.tta + ' TTA' if args.tta else ''}"
           f"{', an ensemble of ' + str(len(models)) if len(models) > 1 else ''}"
-          f"{'; fixed size: ' + size if size and not size.endswith('(--raw-size)') else ''}")
+          f"{'; fixed size: ' + size if not export.FORMATS[args.format].dynamic_size else ''}")
     if args.quantize:
         cost = info["quantization"]
         print(f"{args.quantize}: test accuracy {cost['accuracy_float']:.4f} -> "

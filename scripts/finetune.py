@@ -88,15 +88,8 @@ def source_settings(parser, args):
             parser.error(f"from={args.source!r} is not accepted; expected an existing .keras "
                          "file or imagenet:NAME")
         return None, RunDir(source.parent).read_config() or {}
-    if args.weights is None:
-        parser.error(f"--from imagenet:{name} needs --weights (keras, torchvision or a weights "
-                     "file)")
-    try:
-        if name not in zoo.list_models():
-            raise ValueError(f"model={name!r} is not registered")
-        size = args.image_size or pretrained.preprocessing(name, args.weights)["input_size"][0]
-    except ValueError as err:
-        parser.error(f"argument --weights: {err}")
+    types.check_imagenet(parser, "--from", name, args.weights)
+    size = args.image_size or pretrained.preprocessing(name, args.weights)["input_size"][0]
     return name, {"model": name, "weights": args.weights, "image_size": size}
 
 

@@ -244,9 +244,10 @@ def main(argv=None):
         run, meta, _ = load_exported(args.directory, args.runtime)
         shape = input_shape(meta)
         inputs = read_inputs(args.inputs, shape)
-    except ValueError as error:
+        # export.json names the classes; a folder without it runs one image to count them
+        num_classes = meta.get("num_classes") or predict(run, inputs[0][1][:1]).shape[-1]
+    except ValueError as error:  # Rejected too
         parser.error(str(error))
-    num_classes = meta.get("num_classes") or predict(run, inputs[0][1][:1]).shape[-1]
     if not 1 <= args.top_k <= num_classes:
         parser.error(f"--top-k={args.top_k} is not accepted; expected an integer in "
                      f"[1, {num_classes}] (the model's classes)")

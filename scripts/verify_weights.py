@@ -167,7 +167,7 @@ def torchvision_logits(model, x):
         return torch.cat([model(x[i:i + BATCH]) for i in range(0, len(x), BATCH)]).numpy()
 
 
-def dump_torchvision(name, size, out, count, seed, formats=("pth", "safetensors")):
+def dump_torchvision(name, size, out, count, seed):
     """Writes OUT/NAME_HxW.{pth,safetensors,npz} (state dict, images, logits)."""
     import torch
     from safetensors.torch import save_file
@@ -176,10 +176,8 @@ def dump_torchvision(name, size, out, count, seed, formats=("pth", "safetensors"
     x = images(count, *size, seed=seed)
     stem = Path(out) / f"torchvision_{name}_{size[0]}x{size[1]}"
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    if "pth" in formats:
-        torch.save(state, f"{stem}.pth")
-    if "safetensors" in formats:
-        save_file(state, f"{stem}.safetensors")
+    torch.save(state, f"{stem}.pth")
+    save_file(state, f"{stem}.safetensors")
     np.savez(f"{stem}.npz", images=x, logits=torchvision_logits(model, x))
     return stem
 
@@ -209,9 +207,30 @@ def torch_imports():
     return True
 
 
-def parse_size(text):
-    parts = [int(p) for p in text.lower().split("x")]
-    return (parts[0], parts[-1])
+def parse_sizes(text):
+    """"224,97x131" -> [(224, 224), (97, 131)] (argparse type; no Keras here)."""
+    try:
+        sizes = []
+        for item in text.split(","):
+            parts = [int(p) for p in item.lower().split("x")]
+            if len(parts) > 2 or min(parts) < 32:
+                raise ValueError
+            sizes.append((parts[0], parts[-1]))
+        return sizes
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not accepted; expected comma-separated sizes N or HxW, each >= 32 "
+            "(e.g. 224,97x131)") from None
+
+
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not accepted; expected an integer >= 1")
+    return value
 
 
 def main(argv=None):
@@ -220,18 +239,33 @@ def main(argv=None):
     parser.add_argument("step", choices=("keras", "dump", "torchvision"))
     parser.add_argument("--out", required=True, help="folder for the files and dumps")
     parser.add_argument("--models", default=None, help="comma-separated (default: all)")
-    parser.add_argument("--sizes", default="224", help="input sizes, e.g. 224,97x131")
-    parser.add_argument("--images", type=int, default=64)
+    parser.add_argument("--sizes", type=parse_sizes, default=[(224, 224)],
+                        help="input sizes, e.g. 224,97x131 (default: 224)")
+    parser.add_argument("--images", type=positive_int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--formats", default=None,
                         help="torchvision files to convert: pth,safetensors (default: both "
                              "where PyTorch imports, else safetensors)")
     parser.add_argument("--json", default=None, help="also write the rows to this file")
     args = parser.parse_args(argv)
-    sizes = [parse_size(s) for s in args.sizes.split(",")]
-    Path(args.out).mkdir(parents=True, exist_ok=True)
+    sizes = args.sizes
     every = KERAS_MODELS if args.step == "keras" else TORCHVISION_MODELS
     models = args.models.split(",") if args.models else every
+    unknown = [m for m in models if m not in every]
+    if unknown:
+        parser.error(f"argument --models: {unknown[0]!r} is not accepted; expected "
+                     f"comma-separated names from {', '.join(every)} (step {args.step})")
+    formats = args.formats.split(",") if args.formats else None
+    if formats and not set(formats) <= {"pth", "safetensors"}:
+        parser.error(f"argument --formats: {args.formats!r} is not accepted; expected pth, "
+                     "safetensors or both")
+    if args.step == "torchvision":
+        missing = [f"torchvision_{m}_{h}x{w}.npz" for m in models for h, w in sizes
+                   if not (Path(args.out) / f"torchvision_{m}_{h}x{w}.npz").is_file()]
+        if missing:
+            parser.error(f"{missing[0]} is not in --out {args.out}: run `verify_weights.py dump "
+                         "--out DIR` (with torchvision) for the same --models and --sizes first")
+    Path(args.out).mkdir(parents=True, exist_ok=True)
     if args.step == "dump":  # torch alone: it must load before TensorFlow, if at all
         for name in models:
             for size in sizes:
@@ -242,8 +276,7 @@ def main(argv=None):
 
     import startup  # noqa: F401  (TensorFlow without its start-up noise; scripts/startup.py)
 
-    formats = (args.formats.split(",") if args.formats else
-               ["pth", "safetensors"] if torch_imports() else ["safetensors"])
+    formats = formats or (["pth", "safetensors"] if torch_imports() else ["safetensors"])
     runs = ([("keras", "h5")] if args.step == "keras" else
             [("torchvision", fmt) for fmt in formats])
     rows = []

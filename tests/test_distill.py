@@ -66,3 +66,14 @@ def test_bad_teachers_and_settings_are_named(tmp_path):
         ensembles.distill.check_settings(4.0, 1.5)
     with pytest.raises(ValueError, match="distill_from=.*missing.keras' is not accepted"):
         tiny_config(tmp_path, distill_from=str(tmp_path / "missing.keras")).validate()
+    teacher = tmp_path / "teacher.keras"
+    zoo.create_model("test_resnet", num_classes=3).save(teacher)
+    with pytest.raises(ValueError, match="label_smoothing=0.1 is not accepted; expected 0 with "
+                                         "distill_from"):
+        tiny_config(tmp_path, distill_from=str(teacher), label_smoothing=0.1).validate()
+    with pytest.raises(ValueError, match="student=.* is not accepted; expected a model with a "
+                                         "fixed input shape"):
+        ensembles.distill.check_pair(keras.Sequential(name="empty"), student)
+    with pytest.raises(ValueError, match="model=.* is not accepted; expected a model with a "
+                                         "fixed input shape"):  # a subclassed model, unbuilt
+        ensembles.calibration.calibrated(keras.Model(), 2.0)

@@ -103,8 +103,11 @@ def test_finetune_script_from_imagenet_weights(tmp_path, capsys):
                           (["--from", str(out / "model.keras"), "--weights", "keras"],
                            "--weights and --image-size go with --from imagenet:NAME"),
                           (["--from", "imagenet:lenet5", "--weights", "torchvision"],
-                           "argument --weights: weights='torchvision' is not accepted; expected "
-                           "None for lenet5")):
+                           "argument --from: 'imagenet:lenet5' is not accepted; expected "
+                           "imagenet: and a model with ImageNet weights: alexnet, "),
+                          (["--from", "imagenet:vgg11", "--weights", "keras"],
+                           "argument --weights: weights='keras' is not accepted; expected None "
+                           "for vgg11")):
         with pytest.raises(SystemExit):
             finetune.main([*argv, "--num-classes", "5", "--out", str(tmp_path / "bad")])
         assert message in capsys.readouterr().err

@@ -175,27 +175,26 @@ def _side(size):
 
 
 def _ceil_mode_pool(x, pool_size, strides, name):
-    """PyTorch's `MaxPool2d(pool_size, strides, ceil_mode=True)`: the last
-    window may run past the bottom/right edge (by at most strides - 1 pixels).
-    Per side that is a 'valid' pool (no overhang) or TensorFlow's 'same' (its
-    padding all at the end); an input where neither fits both sides is
-    zero-padded at the end, exact after a ReLU (as in torchvision's GoogLeNet)."""
-    fits, overhang = {"valid", "same"}, []
+    """PyTorch's `MaxPool2d(pool_size, strides, ceil_mode=True)` (no padding):
+    windows start every `strides` pixels, the last may run past the bottom/right
+    edge (cut there) but must start inside. A stride-1 'same' pool holds the
+    max of every window (TensorFlow's padding never wins a max); cropping
+    (k - 1) // 2 pixels at the start aligns them, `NAME_subsample` keeps every
+    `strides`-th, and a crop at the end keeps PyTorch's output size."""
+    before = (pool_size - 1) // 2
+    crops = []
     for size in x.shape[1:3]:
         out = -(-(size - pool_size) // strides) + 1
         if (out - 1) * strides >= size:  # a window must start inside the input
             out -= 1
-        extra = (out - 1) * strides + pool_size - size
-        overhang.append(max(extra, 0))
-        same_out = -(-size // strides)
-        same_pad = max((same_out - 1) * strides + pool_size - size, 0)
-        same_fits = same_out == out and same_pad == max(extra, 0) and same_pad // 2 == 0
-        fits &= ({"same"} if same_fits else set()) | ({"valid"} if extra <= 0 else set())
-    if fits:
-        mode = "same" if "same" in fits else "valid"
-        return keras.layers.MaxPooling2D(pool_size, strides, padding=mode, name=name)(x)
-    x = keras.layers.ZeroPadding2D(((0, overhang[0]), (0, overhang[1])), name=f"{name}_pad")(x)
-    return keras.layers.MaxPooling2D(pool_size, strides, name=name)(x)
+        after = size - before - ((out - 1) * strides + 1)
+        if after < 0:  # the last window starts where the 'same' pool has none
+            raise ValueError(f"ceil_mode max pool {pool_size}x{pool_size}/{strides} on {size} "
+                             "pixels is not supported (GoogLeNet's 3/2 and 2/2 are)")
+        crops.append((before, after))
+    x = keras.layers.MaxPooling2D(pool_size, 1, padding="same", name=name)(x)
+    x = keras.layers.Cropping2D(tuple(crops), name=f"{name}_crop")(x)
+    return keras.layers.MaxPooling2D(1, strides, name=f"{name}_subsample")(x)
 
 
 def output_dtype():

@@ -171,6 +171,24 @@ def imagenet_name(text):
     return text[len(IMAGENET):] if str(text).startswith(IMAGENET) else None
 
 
+def check_imagenet(parser, option, name, weights):
+    """Validates model spec `imagenet:NAME` given as `option` (`--from`,
+    `MODEL.keras`) with `weights` (--weights); a parser error otherwise."""
+    from zoo import pretrained
+
+    models = sorted(set().union(*(source.FAMILY for source in pretrained.SOURCES.values())))
+    if name not in models:
+        parser.error(f"argument {option}: 'imagenet:{name}' is not accepted; expected imagenet: "
+                     f"and a model with ImageNet weights: {', '.join(models)}")
+    if weights is None:
+        parser.error(f"{option}=imagenet:{name} needs --weights (keras, torchvision or a "
+                     "weights file)")
+    try:
+        pretrained.check(name, weights)
+    except ValueError as err:
+        parser.error(f"argument --weights: {err}")
+
+
 def key_value(text):
     """KEY=VALUE; the value is parsed as JSON (numbers, lists, true/false) or
     kept as a string (pooling=avg)."""

@@ -214,8 +214,8 @@ def scale_recipe(recipe, epochs):
 
 
 # Options whose flag is not --option-name (the model's shared options).
-FLAGS = {"kernel_initializer": "--init", "batch_norm": "--no-bn", "augment_device":
-         "--augment-device", "kernel_regularizer": "--l1/--l2", "input_shape": "--image-size"}
+FLAGS = {"kernel_initializer": "--init", "batch_norm": "--no-bn",
+         "kernel_regularizer": "--l1/--l2", "input_shape": "--image-size"}
 
 
 def flag_message(err):

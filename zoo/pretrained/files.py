@@ -78,6 +78,10 @@ class WeightsFile:
                 and not any(k.startswith(p) or k.endswith(p) for p in ignore)]
 
 
+class WeightsFileError(ValueError):
+    """A weights file that is not what its suffix says (damaged, another format)."""
+
+
 def read(path):
     """The `WeightsFile` at `path`, by its suffix."""
     path = Path(path)
@@ -91,11 +95,11 @@ def read(path):
             return WeightsFile(path, {k: _float32(v) for k, v in load_file(str(path)).items()})
         if suffix in TORCH_SUFFIXES:
             return WeightsFile(path, _read_torch(path))
+    except WeightsFileError:
+        raise
     except Exception as err:  # h5py's, torch's and safetensors' errors on a damaged file
-        if isinstance(err, ValueError) and str(err).startswith("weights file"):
-            raise
-        raise ValueError(f"weights file {path.name!r} cannot be read ({first_line(err)}): is it "
-                         "damaged or truncated?") from None
+        raise WeightsFileError(f"weights file {path.name!r} cannot be read ({first_line(err)}): "
+                               "is it damaged or truncated?") from None
     raise resolve.bad_option("weights", str(path), "a file ending in " + ", ".join(
         HDF5_SUFFIXES + TORCH_SUFFIXES + SAFETENSORS_SUFFIXES))
 
@@ -112,8 +116,9 @@ def _read_hdf5(path):
     with h5py.File(path, "r") as f:
         root = f["model_weights"] if "layer_names" not in f.attrs and "model_weights" in f else f
         if "layer_names" not in root.attrs:
-            raise ValueError(f"weights file {path.name!r} is not a Keras HDF5 weights file "
-                             "(no 'layer_names' attribute): keras.applications' .h5 files are")
+            raise WeightsFileError(
+                f"weights file {path.name!r} is not a Keras HDF5 weights file (no 'layer_names' "
+                "attribute): keras.applications' .h5 files are")
         for layer in root.attrs["layer_names"]:
             layer = _text(layer)
             names = [_text(n) for n in root[layer].attrs.get("weight_names", [])]
@@ -131,7 +136,7 @@ def _read_torch(path):
     try:
         import torch
     except ImportError:
-        raise ValueError(
+        raise WeightsFileError(
             f"weights file {path.name!r}: reading a PyTorch .pth needs PyTorch (pip install "
             "torch); without it, save the same tensors as .safetensors "
             "(safetensors.torch.save_file(torch.load(f, weights_only=True), 'x.safetensors'))"
@@ -140,8 +145,8 @@ def _read_torch(path):
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]  # a training checkpoint around the state dict
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
-        raise ValueError(f"weights file {path.name!r} holds a {type(state).__name__}, not a "
-                         "state dict (tensor names to tensors)")
+        raise WeightsFileError(f"weights file {path.name!r} holds a {type(state).__name__}, not a "
+                               "state dict (tensor names to tensors)")
     return {k: _float32(v.detach().cpu().float().numpy() if v.is_floating_point()
                         else v.detach().cpu().numpy()) for k, v in state.items()}
 

@@ -32,6 +32,7 @@ size is fixed, normalization, TTA, class names, quantization cost.
 """
 
 import dataclasses
+import importlib.util
 import os
 import shutil
 from pathlib import Path
@@ -45,6 +46,7 @@ from augment import datasets, pipelines
 from augment import layers as augment_layers
 from augment import tta as augment_tta
 from ensembles import EnsembleModel
+from ensembles.combine import model_input_shape
 from zoo import resolve
 from zoo.training import rundir
 from zoo.training.rundir import write_json
@@ -194,19 +196,6 @@ def average_models(models, name="ensemble"):
     return EnsembleModel(list(models), method="soft", name=name)
 
 
-def model_input_shape(model):
-    """(height, width, channels) a model takes; subclassed wrappers (an
-    `ensembles.EnsembleModel`, `augment.tta.TTAModel`) answer for their members."""
-    try:
-        return tuple(model.input_shape[1:])
-    except (AttributeError, ValueError):
-        inner = getattr(model, "members", None) or [getattr(model, "model", None)]
-        if inner[0] is None:
-            raise resolve.bad_option("input_shape", None, "the model's (height, width, channels): "
-                                     "pass input_shape for this model") from None
-        return model_input_shape(inner[0])
-
-
 def serving_model(model, mean, std, input_shape=None, raw_shape=None, tta=None, crop_padding=0,
                   tta_padding=None, fit="pad"):
     """The keras model a SavedModel serves: raw uint8 images in, probabilities out.
@@ -331,6 +320,7 @@ class Format:
             fixed `raw_shape`, `--raw-size`).
         quantize: the post-training quantization modes it offers.
         write: writes the format into a folder; returns the io names.
+        packages: the Python packages the writer needs beside TensorFlow.
     """
 
     file: str
@@ -338,6 +328,7 @@ class Format:
     dynamic_size: bool
     quantize: tuple
     write: object
+    packages: tuple = ()
 
 
 # ONNX (tf2onnx) and LiteRT (built-in ops) hold neither the per-batch
@@ -347,7 +338,7 @@ FIXED_SIZE_REASON = ("{format} cannot hold a dynamic-size input (the per-batch p
                      "choice and the antialiased resize kernel); images must be {size}")
 FORMATS = {
     "savedmodel": Format("saved_model.pb", "tf", True, (), _write_saved_model),
-    "onnx": Format("model.onnx", "onnx", False, (), _write_onnx),
+    "onnx": Format("model.onnx", "onnx", False, (), _write_onnx, ("onnx", "tf2onnx")),
     "litert": Format("model.tflite", "litert", False, ("int8",), _write_litert),
 }
 
@@ -360,6 +351,11 @@ def check_format(format, quantize=None):
         raise resolve.bad_option("quantize", quantize, (
             f"one of {', '.join(modes)} for --format {format}" if modes else
             f"none for --format {format} (int8 is offered for litert)"))
+    missing = [p for p in FORMATS[format].packages if importlib.util.find_spec(p) is None]
+    if missing:
+        raise resolve.bad_option("format", format, (
+            f"a format whose packages are installed ({', '.join(missing)} missing: "
+            "pip install -e '.[export]')"))
     return format
 
 
@@ -395,7 +391,12 @@ def export_model(serving, directory, format="savedmodel", metadata=None, overwri
     tmp = directory.with_name(f".tmp_{directory.name}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    names = spec.write(serving, tmp, raw_shape, quantize=quantize, representative=representative)
+    try:
+        names = spec.write(serving, tmp, raw_shape, quantize=quantize,
+                           representative=representative)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     output_shape = serving.output_shape
     accepted = accepted_input(raw_shape)
     info = {
@@ -441,20 +442,22 @@ def default_raw_size(settings, input_shape):
     return DATASET_SIZES.get((settings or {}).get("dataset"), tuple(input_shape[:2]))
 
 
-def dataset_images(settings, split, limit, data_dir=None):
-    """(uint8 images, int labels, where they came from) of a run's dataset
-    (`read_settings`): up to `limit` of its "train" or "test" split, seeded as
-    the run's subsets are. `data_dir` overrides the run's."""
+def dataset_images(settings, limit_train, data_dir=None, channels=None):
+    """(training images, test images, test labels, where they came from) of a
+    run's dataset (`read_settings`), uint8, loaded once: up to `limit_train`
+    training images and the whole test split, seeded as the run's subsets are.
+    `data_dir` overrides the run's; `channels=3` repeats grayscale to RGB (a
+    model with ImageNet weights trained on MNIST)."""
     if not settings or not settings.get("dataset"):
         raise resolve.bad_option("dataset", None, "a training run's config.json naming its "
                                  "dataset beside the model (needed for calibration data)")
-    limits = {"limit_train": limit, "limit_test": 1} if split == "train" else {
-        "limit_train": 1, "limit_test": limit}
     ds = datasets.load_dataset(settings["dataset"], data_dir or settings.get("data_dir"),
                                seed=settings.get("seed", 0), classes=settings.get("classes"),
-                               **limits)
-    images, labels = (ds.x_train, ds.y_train) if split == "train" else (ds.x_test, ds.y_test)
-    return images, labels, ds.source
+                               limit_train=limit_train)
+    x_train, x_test = ds.x_train, ds.x_test
+    if channels == 3 and x_train.shape[-1] == 1:
+        x_train, x_test = (np.repeat(x, 3, axis=-1) for x in (x_train, x_test))
+    return x_train, x_test, ds.y_test, ds.source
 
 
 def quantization_report(reference, quantized, labels):

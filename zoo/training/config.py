@@ -214,3 +214,7 @@ class TrainConfig:
             if self.ensemble is not None:
                 raise resolve.bad_option("ensemble", self.ensemble,
                                          "None with distill_from (one student is trained)")
+            if self.label_smoothing:
+                raise resolve.bad_option("label_smoothing", self.label_smoothing, (
+                    "0 with distill_from (the teacher's softened probabilities are the soft "
+                    "targets; distill_hard_weight sets the labels' share)"))

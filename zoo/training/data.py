@@ -105,6 +105,23 @@ def fit_size(config, image_shape, min_size=None, log=print):
     return size
 
 
+def run_preprocessing(stored):
+    """uint8 images -> a model's input, as the run whose config.json is `stored`
+    prepared its test images: RGB and resized for ImageNet weights, else padded
+    to its image size; its normalization."""
+    mean, std = stored["normalization"]["mean"], stored["normalization"]["std"]
+    size, weights = stored.get("image_size"), stored.get("weights")
+
+    def preprocess(images):
+        if weights:
+            images = to_rgb(images)
+        if size and images.shape[1:3] != (size, size):
+            images = (resize if weights else datasets.pad_to)(images, size)
+        return datasets.normalize(images, mean, std)
+
+    return preprocess
+
+
 def to_rgb(x):
     """Grayscale images repeated to three channels (ImageNet weights read RGB)."""
     return np.repeat(x, 3, axis=-1) if x.shape[-1] == 1 else x

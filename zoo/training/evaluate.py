@@ -10,8 +10,6 @@ from augment import corruptions, pipelines
 from augment import tta as augment_tta
 from ensembles import metrics
 
-CALIBRATIONS = ("temperature",)
-
 
 def predict(model, x, config):
     return np.asarray(model.predict(x, batch_size=max(config.batch_size, 256), verbose=0))
