@@ -6,12 +6,10 @@ from augment.datasets import (
     channel_stats,
     list_datasets,
     load_dataset,
-    normalize,
-    pad_to,
     read_idx,
     write_idx,
 )
-from augment.layers import PCALighting, RandomPadCrop, Standardize, pca_lighting_stats
+from augment.layers import PCALighting, RandomPadCrop, pca_lighting_stats
 from augment.pipelines import (
     PRESETS,
     AugmentedModel,
@@ -23,8 +21,8 @@ from augment.pipelines import (
 from augment.tta import TTAModel, evaluate_tta, make_views
 
 __all__ = [
-    "DATA_DIR_ENV", "Dataset", "channel_stats", "list_datasets", "load_dataset", "normalize",
-    "pad_to", "read_idx", "write_idx", "PCALighting", "RandomPadCrop", "Standardize",
+    "DATA_DIR_ENV", "Dataset", "channel_stats", "list_datasets", "load_dataset",
+    "read_idx", "write_idx", "PCALighting", "RandomPadCrop",
     "pca_lighting_stats", "PRESETS", "AugmentedModel", "AugmentSpec", "build_augmenter",
     "make_dataset", "resolve_spec", "TTAModel", "evaluate_tta", "make_views",
 ]

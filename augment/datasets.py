@@ -21,7 +21,8 @@ Where the data comes from, in order:
 
 ``Dataset.source`` records which of these was used. The per-channel mean and
 standard deviation for zero-centering come from the training split only
-(``channel_stats``), as in AlexNet and VGG.
+(``channel_stats``), as in AlexNet and VGG; the model applies them
+(`zoo.contract`).
 
 This module needs numpy, PIL and the project's error format (`zoo.resolve`);
 keras.datasets is used only to download, and any Keras backend works
@@ -204,7 +205,8 @@ def load_dataset(
     return ds
 
 
-def channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def channel_stats(x: np.ndarray, padded_size: tuple[int, int] | None = None,
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel mean and standard deviation of ``x / 255``.
 
     Computed over chunks of about `STATS_CHUNK` values with float64 sums, so
@@ -212,6 +214,9 @@ def channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
     Args:
         x: Images, shape (N, H, W, C) (any shape whose last axis is channels).
+        padded_size: (height, width) the images are zero-padded to before the
+            network sees them (MNIST 28x28 in LeNet-5's 32x32): the statistics
+            of the padded images, without making them.
 
     Returns:
         (mean, std), each float32 of shape (C,).
@@ -228,66 +233,11 @@ def channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         total += chunk.sum(axis=0)
         total_sq += np.square(chunk).sum(axis=0)
     count = x.size // channels
+    if padded_size is not None:  # the padding adds zeros: the sums stay, the count grows
+        count = len(x) * int(np.prod(padded_size))
     mean = total / count
     var = np.maximum(total_sq / count - np.square(mean), 0.0)
     return mean.astype(np.float32), np.sqrt(var).astype(np.float32)
-
-
-def normalize(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    """Zero-centers and scales images: ``(x / 255 - mean) / std``.
-
-    Args:
-        x: uint8 (or float in [0, 255]) images, channels last.
-        mean: Per-channel mean of ``x / 255``, shape (C,), e.g. from
-            `channel_stats` on the training split.
-        std: Per-channel standard deviation, shape (C,); a zero entry is
-            treated as 1 (a constant channel is only centered).
-
-    Returns:
-        float32 array of the shape of ``x``.
-    """
-    mean = np.asarray(mean, np.float32)
-    std = np.asarray(std, np.float32)
-    std = np.where(std > 0, std, np.float32(1.0))
-    out = np.asarray(x, np.float32) / np.float32(255.0)
-    out -= mean
-    out /= std
-    return out
-
-
-def centre_padding(height, width, target_height, target_width):
-    """The zero padding that centres a height x width image in the target size:
-    [(top, bottom), (left, right)], the extra pixel of an odd difference at the
-    bottom/right. The one rule for training (`pad_to`) and serving
-    (`zoo.serving.export.FitToSize`); works on ints and on tensors."""
-    top, left = (target_height - height) // 2, (target_width - width) // 2
-    return [(top, target_height - height - top), (left, target_width - width - left)]
-
-
-def pad_to(x: np.ndarray, size: int) -> np.ndarray:
-    """Zero-pads images centrally to ``size`` x ``size``.
-
-    E.g. MNIST 28x28 to 32x32, as fed to LeNet-5 (LeCun et al., 1998).
-
-    Args:
-        x: Images, shape (..., H, W, C).
-        size: Target height and width.
-
-    Returns:
-        Array of shape (..., size, size, C), same dtype.
-
-    Raises:
-        ValueError: The images are larger than ``size``.
-    """
-    x = np.asarray(x)
-    if x.ndim < 3:
-        raise bad_option("x", f"an array shaped {x.shape}", "images shaped (..., H, W, C)")
-    height, width = x.shape[-3], x.shape[-2]
-    if height > size or width > size:
-        raise bad_option("image_size", size, f"at least the images' {height}x{width}: padding "
-                         "cannot shrink an image")
-    pad = [(0, 0)] * (x.ndim - 3) + centre_padding(height, width, size, size) + [(0, 0)]
-    return np.pad(x, pad)
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:

@@ -7,14 +7,14 @@
   (`keras.layers.RandomFlip` alone cost as much as the whole fused layer on
   this project's 2-core CPU in tf.data).
 - `PCALighting`: "fancy PCA" colour noise, Krizhevsky et al. 2012, section 4.1.
-- `Standardize`: per-channel `(x / 255 - mean) / std` with training-split stats.
 
 Every layer takes either an image tensor (H, W, C) or (N, H, W, C), or a dict
 with an ``"images"`` entry (the other entries, e.g. ``"labels"``, pass
 through), like Keras' own image preprocessing layers, so they stack with
 `keras.layers.MixUp` / `CutMix` in a `keras.layers.Pipeline`. Randomness comes
 from a `keras.random.SeedGenerator(seed)`, draws are per image, and
-`training=False` is the identity (`Standardize` is not random and always applies).
+`training=False` is the identity. They work on pixel values in [0, 255]: the
+model normalizes its input itself (`zoo.contract.Classifier`).
 """
 
 import keras
@@ -213,38 +213,3 @@ class PCALighting(_ImageLayer):
     def get_config(self):
         return {**super().get_config(), "eigenvalues": self.eigenvalues,
                 "eigenvectors": self.eigenvectors, "std": self.std, "scale": self.scale}
-
-
-@keras.saving.register_keras_serializable(package=PACKAGE)
-class Standardize(_ImageLayer):
-    """`(x / 255 - mean) / std` per channel: pixel values in, the zoo models'
-    normalized input out (as `augment.datasets.normalize`).
-
-    Args:
-        mean, std: per-channel statistics of `x / 255` on the training split
-            (`augment.datasets.channel_stats`); a zero std counts as 1.
-    """
-
-    random = False
-
-    def __init__(self, mean, std, **kwargs):
-        mean, std = np.asarray(mean, np.float64).ravel(), np.asarray(std, np.float64).ravel()
-        if mean.shape != std.shape or mean.size == 0 or np.any(std < 0):
-            raise bad_option("mean/std", (mean.tolist(), std.tolist()),
-                             "one mean and one std >= 0 per channel")
-        super().__init__(**kwargs)
-        self.mean, self.std = mean.tolist(), std.tolist()
-        std = np.where(std > 0, std, 1.0)
-        self._scale = (1.0 / (255.0 * std)).astype(np.float32)
-        self._shift = (-mean / std).astype(np.float32)
-
-    def transform(self, images):
-        # Full-image constants: broadcasting a (C,) vector is slow on TF's CPU kernels.
-        shape = tuple(images.shape[1:])
-        shape = shape if None not in shape else shape[-1:]
-        scale = ops.convert_to_tensor(np.broadcast_to(self._scale, shape), dtype=images.dtype)
-        shift = ops.convert_to_tensor(np.broadcast_to(self._shift, shape), dtype=images.dtype)
-        return images * scale + shift
-
-    def get_config(self):
-        return {**super().get_config(), "mean": self.mean, "std": self.std}

@@ -10,7 +10,7 @@ preset plus per-piece overrides (`AugmentSpec`), runs in either place:
   (any backend; the host then only ships uint8 batches).
 
 Presets (papers):
-- ``none``: normalization only.
+- ``none``: no augmentation.
 - ``standard``: pad 4 + random crop + horizontal flip (He et al. 2015, sec. 4.2;
   digits get no flip).
 - ``alexnet``: random crops, flips and PCA lighting (Krizhevsky et al. 2012, sec. 4.1).
@@ -19,9 +19,9 @@ Presets (papers):
 - ``mixup``: standard + mixup, alpha 1 (Zhang et al. 2018, CIFAR setting).
 - ``cutmix``: standard + CutMix, alpha 1 (Yun et al. 2019, CIFAR setting).
 
-Order in the stack: crop, flip, PCA lighting, RandAugment, erasing on pixel
-values in [0, 255]; then `Standardize` with the training split's per-channel
-statistics; then mixup / CutMix on images and one-hot labels.
+Order in the stack: crop, flip, PCA lighting, RandAugment, erasing, then
+mixup / CutMix on images and one-hot labels, all on pixel values in [0, 255]:
+the model normalizes its input itself (`zoo.contract.Classifier`).
 """
 
 import dataclasses
@@ -136,18 +136,19 @@ def _float32_layers(build):
 
 
 @_float32_layers
-def build_augmenter(spec, *, mean, std, image_shape, dataset=None, pca_stats=None, seed=0,
+def build_augmenter(spec, *, image_shape, mean=None, dataset=None, pca_stats=None, seed=0,
                     name="augmenter"):
     """The augmentation stack as one serializable `keras.layers.Pipeline`.
 
     It takes uint8 (or float) pixel values in [0, 255], either a tensor or
     ``{"images": ..., "labels": one-hot}`` (labels are needed for mixup/CutMix),
-    and returns normalized float32 images (and mixed labels), also under a
-    mixed precision policy.
+    and returns float32 pixel values (and mixed labels), also under a mixed
+    precision policy; the model normalizes them.
 
     Args:
         spec: an `AugmentSpec` (`resolve_spec`).
-        mean, std: per-channel statistics of `x / 255` on the training split.
+        mean: per-channel mean of `x / 255` on the training split: random
+            erasing fills with this pixel (None: mid-grey).
         image_shape: (H, W, C) of one image.
         dataset: the dataset name; decides `flip=None` (no flip for digits).
         pca_stats: (eigenvalues, eigenvectors) from `layers.pca_lighting_stats`,
@@ -177,17 +178,17 @@ def build_augmenter(spec, *, mean, std, image_shape, dataset=None, pca_stats=Non
         stack.append(keras.layers.RandAugment(value_range=(0, 255), num_ops=spec.randaugment,
                                               seed=next(seeds), name="randaugment"))
     if spec.erasing:
-        # Cutout-style fill with the mean pixel (0 after standardization).
-        fill = [255.0 * m for m in np.ravel(mean)]
+        # Cutout-style fill with the mean pixel (0 after the model's normalization).
+        fill = [255.0 * m for m in np.ravel(0.5 if mean is None else mean)]
         stack.append(keras.layers.RandomErasing(factor=spec.erasing, value_range=(0, 255),
                                                 fill_value=fill if len(fill) == 3 else fill[0],
                                                 seed=next(seeds), name="erasing"))
-    stack.append(layers.Standardize(mean, std, name="standardize"))
     if spec.mixup:
         stack.append(keras.layers.MixUp(alpha=spec.mixup, seed=next(seeds), name="mixup"))
     if spec.cutmix:
         stack.append(keras.layers.CutMix(factor=(spec.cutmix, spec.cutmix), seed=next(seeds), name="cutmix"))
-    return keras.layers.Pipeline(stack, name=name)
+    # An empty stack (the "none" preset) passes the images through unchanged.
+    return keras.layers.Pipeline(stack or [keras.layers.Identity(name="identity")], name=name)
 
 
 def apply_augmenter(augmenter, images, labels=None, training=True):
@@ -269,8 +270,8 @@ def make_dataset(images, labels, augmenter=None, *, batch_size=128, shuffle=True
 
 # Layers that XLA compiles on the CPU; Keras' MixUp, CutMix and RandAugment
 # use random ops XLA lacks there (their `supports_jit` says True regardless).
-XLA_LAYERS = (layers.RandomPadCrop, layers.PCALighting, layers.Standardize,
-              keras.layers.RandomFlip, keras.layers.RandomErasing)
+XLA_LAYERS = (layers.RandomPadCrop, layers.PCALighting, keras.layers.RandomFlip,
+              keras.layers.RandomErasing)
 
 
 def xla_groups(augmenter):
@@ -330,16 +331,16 @@ class AugmentedModel(keras.Model):
     """Runs an augmentation stack on the accelerator inside the training step.
 
     Takes uint8 pixel batches, or ``{"images": ..., "labels": ...}`` when the
-    stack mixes labels (mixup / CutMix); in training the stack augments and
-    normalizes them, in inference (`training=False`) it only normalizes. The
-    loss then sees the mixed labels; the compiled metrics see the labels as
-    given. A network with extra training outputs (GoogLeNet's auxiliary heads)
-    computes the loss itself, so compile it as well; metrics see its main
-    output. `self.model` is the plain zoo model (normalized float input), the
-    one to save for inference.
+    stack mixes labels (mixup / CutMix); in training the stack augments them,
+    in inference (`training=False`) they pass unchanged. The loss then sees the
+    mixed labels; the compiled metrics see the labels as given. A model with
+    extra training outputs (GoogLeNet's auxiliary heads) computes the loss
+    itself, so compile it as well; metrics see its main output. `self.model`
+    is the model that takes the pixels (a `zoo.contract.Classifier`, which
+    normalizes them), the one to save for inference.
 
     Args:
-        model: the network.
+        model: the model (raw pixel values in).
         augmenter: a stack from `build_augmenter`.
     """
 
@@ -364,7 +365,7 @@ class AugmentedModel(keras.Model):
             y, self._mixed_labels = self._mixed_labels, None
         if isinstance(y_pred, (list, tuple)):
             # Extra training outputs (GoogLeNet's auxiliary heads, main output
-            # first): the network weighs them in its own loss (compiled too).
+            # first): the model weighs them in its own loss (compiled too).
             return self.model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
                                            training=training)
         return super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,

@@ -11,13 +11,17 @@ and crops at the training crop's extreme positions):
 
 `TTAModel` wraps a model into one inference graph that round-trips through
 `.keras`, so an exported model can carry its TTA. Its outputs are the mean of
-the wrapped model's outputs (probabilities for the zoo's softmax heads).
+the wrapped model's outputs (probabilities for the zoo's softmax heads). It
+works on raw pixel values at the size the model declares
+(`zoo.contract.model_input_shape`; other sizes are fitted to it first, by the
+model's contract), the crops padded with black, as the training crop pads.
 """
 
 import keras
 from keras import ops
 
 from augment import layers
+from zoo.contract import FitToSize, contract_of, model_input_shape
 from zoo.resolve import bad_option
 
 VIEWS = ("identity", "flip", "5crop", "10crop")
@@ -30,23 +34,18 @@ def check_views(views):
     return views
 
 
-def evaluation_settings(mean, std, crop_padding=0):
-    """`padding` and `fill_value` of the TTA used at evaluation (and export).
-
-    Crops pad with black (the normalized value of pixel 0), like the training
-    crop, and shift by half the training crop padding (4 pixels when training
-    used no crop): on MNIST (README) the extreme corners of the training crop
-    were worse views than plain evaluation.
+def evaluation_settings(crop_padding=0):
+    """`padding` of the TTA used at evaluation (and export): half the training
+    crop padding, 2 pixels when training used no crop (on MNIST the extreme
+    corners of the training crop were worse views than plain evaluation).
 
     Args:
-        mean, std: per-channel normalization statistics (`Standardize`).
         crop_padding: the training crop padding in pixels (0: none).
     """
-    black = [-m / s if s > 0 else -m for m, s in zip(mean, std)]
-    return {"padding": max(1, (crop_padding or 4) // 2), "fill_value": black}
+    return {"padding": max(1, (crop_padding or 4) // 2)}
 
 
-def make_views(images, views="flip", padding=4, fill_value=0.0):
+def make_views(images, views="flip", padding=2, fill_value=0.0):
     """The list of view tensors of a batch (N, H, W, C) for `views`.
 
     Args:
@@ -54,7 +53,7 @@ def make_views(images, views="flip", padding=4, fill_value=0.0):
         views: one of `VIEWS`.
         padding: crop offset in pixels for 5crop / 10crop.
         fill_value: value of the padded border, a number or one per channel
-            (the normalized value of a black pixel matches the training crop).
+            (0: black pixels, as the training crop pads).
     """
     check_views(views)
     out = [images]
@@ -75,13 +74,14 @@ class TTAModel(keras.Model):
     """A model evaluated over test-time views, outputs averaged.
 
     Args:
-        model: the wrapped model (normalized images in, probabilities out).
+        model: the wrapped model (raw pixel values in, probabilities out; a
+            `zoo.contract.Classifier` or an ensemble of them).
         views: one of `VIEWS`.
         padding: crop offset of 5crop / 10crop in pixels.
         fill_value: border value of the crops, a number or one per channel.
     """
 
-    def __init__(self, model, views="flip", padding=4, fill_value=0.0, **kwargs):
+    def __init__(self, model, views="flip", padding=2, fill_value=0.0, **kwargs):
         check_views(views)
         if isinstance(padding, bool) or not isinstance(padding, int) or padding < 1:
             raise bad_option("tta_padding", padding, "an integer >= 1 (pixels)")
@@ -91,11 +91,15 @@ class TTAModel(keras.Model):
         self.padding = padding
         self.fill_value = [float(v) for v in fill_value] if isinstance(
             fill_value, (list, tuple)) else float(fill_value)
+        contract = contract_of(model)
+        height, width, channels = model_input_shape(model, "model")
+        # The views are cut at the size the model declares; another size is
+        # fitted to it first, as the model's contract fits images.
+        self.fit_to_size = FitToSize(height, width, channels,
+                                     contract.fit if contract else "pad", name="tta_fit")
 
     def call(self, inputs, training=False):
-        inputs = ops.convert_to_tensor(inputs)
-        if not keras.backend.standardize_dtype(inputs.dtype).startswith("float"):
-            inputs = ops.cast(inputs, "float32")
+        inputs = self.fit_to_size(inputs)
         views = make_views(inputs, self.views, self.padding, self.fill_value)
         batch = ops.shape(inputs)[0]
         # One forward pass over all views stacked along the batch axis.
@@ -104,7 +108,8 @@ class TTAModel(keras.Model):
         return ops.mean(outputs, axis=0)
 
     def compute_output_shape(self, input_shape):
-        return self.model.compute_output_shape(input_shape)
+        return self.model.compute_output_shape(
+            (input_shape[0], *model_input_shape(self.model, "model")))
 
     def get_config(self):
         return {**super().get_config(), "model": keras.saving.serialize_keras_object(self.model),
@@ -117,9 +122,9 @@ class TTAModel(keras.Model):
         return cls(model, **config)
 
 
-def evaluate_tta(model, images, labels, views="flip", padding=4, fill_value=0.0, batch_size=256):
-    """Accuracy of `model` over `views` on normalized `images` with one-hot or
-    integer `labels`; returns (accuracy, probabilities)."""
+def evaluate_tta(model, images, labels, views="flip", padding=2, fill_value=0.0, batch_size=256):
+    """Accuracy of `model` over `views` on raw `images` with one-hot or integer
+    `labels`; returns (accuracy, probabilities)."""
     import numpy as np
 
     tta = TTAModel(model, views, padding, fill_value)

@@ -16,8 +16,8 @@ import numpy as np
 from keras import ops
 
 from ensembles import metrics
-from ensembles.combine import model_input_shape
 from zoo import resolve
+from zoo.contract import contract_of, model_input_shape
 
 PACKAGE = "ensembles"
 LOG_INVERSE_T_RANGE = (-7.0, 7.0)  # 1/T searched in [e^-7, e^7], T from 0.0009 to 1100
@@ -91,6 +91,8 @@ def calibrated(model, temperature, name=None):
     """`model` followed by `TemperatureScaling(temperature)`, as one functional model
     taking the model's input (zoo models, ensembles and TTA wrappers alike)."""
     shape = model_input_shape(model, "model")
+    if contract_of(model) is not None:  # any size: the model fits it by its contract
+        shape = (None, None, shape[-1])
     inputs = keras.Input(shape, name="images")
     outputs = TemperatureScaling(temperature, name="temperature_scaling")(
         model(inputs, training=False))

@@ -15,13 +15,15 @@ from keras import ops
 
 from ensembles import metrics
 from zoo import resolve
+from zoo.contract import contract_of, model_input_shape
 
 METHODS = ("soft", "hard", "weighted", "geometric")
 
 
 def _output_shape(member):
     """The inference output shape (GoogLeNet's auxiliary heads exist only in training)."""
-    spec = member.compute_output_spec(keras.KerasTensor(member.input_shape), training=False)
+    shape = (None, *model_input_shape(member, "members"))
+    spec = member.compute_output_spec(keras.KerasTensor(shape), training=False)
     if not hasattr(spec, "shape"):
         raise resolve.bad_option("members", member.name,
                                  "models with a single output (class probabilities)")
@@ -29,7 +31,10 @@ def _output_shape(member):
 
 
 def check_members(members):
-    """At least one built model; all with the same input and output shapes."""
+    """At least one built model; all with the same classes. Members that carry
+    an input contract (`zoo.contract.Classifier`) may take any input (each fits
+    the images to its own size and normalization); their class names must
+    agree. Bare networks must share their input shape."""
     members = list(members) if isinstance(members, (list, tuple)) else members
     if not isinstance(members, list) or not members:
         raise resolve.bad_option("members", members, "a non-empty list of Keras models (M >= 1)")
@@ -37,11 +42,22 @@ def check_members(members):
         if not isinstance(member, keras.Model):
             raise resolve.bad_option("members", type(member).__name__, "Keras models")
     outputs = [(m.name, _output_shape(m)) for m in members]
-    inputs = [(m.name, tuple(m.input_shape)) for m in members]
     if len({shape for _, shape in outputs}) > 1:
         raise resolve.bad_option("members", outputs, "models with the same output shape")
+    contracts = [contract_of(m) for m in members]
+    if all(c is not None for c in contracts):
+        named = [(m.name, c.class_names) for m, c in zip(members, contracts)
+                 if c.class_names is not None]
+        for name, classes in named[1:]:
+            if classes != named[0][1]:
+                raise resolve.bad_option(
+                    "members", f"{named[0][0]} with classes {list(named[0][1])} and {name} with "
+                    f"classes {list(classes)}", "models with the same class list")
+        return members
+    inputs = [(m.name, model_input_shape(m)) for m in members]
     if len({shape for _, shape in inputs}) > 1:
-        raise resolve.bad_option("members", inputs, "models with the same input shape")
+        raise resolve.bad_option("members", inputs, "models with the same input shape (or models "
+                                 "that carry their input contract, zoo.contract.Classifier)")
     return members
 
 
@@ -81,8 +97,10 @@ class EnsembleModel(keras.Model):
     """Combines member models' class probabilities into one output.
 
     Args:
-        members: Keras models with the same input and output shapes whose
-            outputs are class probabilities (the zoo's default softmax).
+        members: Keras models whose outputs are class probabilities (the zoo's
+            default softmax): `zoo.contract.Classifier`s with the same classes
+            (each fits the input to its own size and normalization), or bare
+            networks with the same input shape.
         method: "soft" (average probabilities), "hard" (majority vote: the
             share of votes per class), "weighted" (weights fitted on validation
             data, `fit_weights`) or "geometric" (normalized geometric mean).
@@ -213,17 +231,3 @@ def _split_xy(data):
         return data[0], data[1]
     raise resolve.bad_option("validation_data", type(data).__name__,
                              "an (x, y) tuple of arrays when method='weighted'")
-
-
-def model_input_shape(model, option="input_shape"):
-    """(height, width, channels) a model takes; subclassed wrappers (an
-    `EnsembleModel`, `augment.tta.TTAModel`, a `Distiller`) answer for their
-    first member. `option` names the argument in the error for a model without one."""
-    try:
-        return tuple(model.input_shape[1:])
-    except (AttributeError, ValueError):
-        inner = getattr(model, "members", None) or [getattr(model, "model", None)]
-        if inner[0] is None:
-            raise resolve.bad_option(option, getattr(model, "name", model),
-                                     "a model with a fixed input shape") from None
-        return model_input_shape(inner[0], option)

@@ -19,8 +19,8 @@ from keras import ops
 
 from ensembles import metrics
 from ensembles.calibration import check_temperature
-from ensembles.combine import model_input_shape
 from zoo import resolve
+from zoo.contract import contract_of, model_input_shape
 
 # Hinton et al. 2015 report temperatures of 2.5-4 as best for small students on
 # MNIST (8 and above for large ones) and a "considerably lower weight" on the hard
@@ -38,17 +38,25 @@ def check_settings(temperature, hard_weight):
 
 
 def check_pair(student, teacher):
-    """Raises unless the teacher takes the student's input and predicts its classes."""
+    """Raises unless the teacher predicts the student's classes and takes its
+    input: any input when both carry their input contract (the teacher fits
+    the student's images to its own size and normalization), else the same
+    input shape. Returns the number of classes."""
     student_in = model_input_shape(student, "student")
     teacher_in = model_input_shape(teacher, "teacher")
-    if student_in != teacher_in:
+    contracts = (contract_of(student), contract_of(teacher))
+    if None in contracts and student_in != teacher_in:
         raise resolve.bad_option("teacher", f"{teacher.name} taking {teacher_in}",
                                  f"a model taking the student's input {student_in}")
     student_out = student.compute_output_spec(keras.KerasTensor((None, *student_in))).shape
-    teacher_out = teacher.compute_output_spec(keras.KerasTensor((None, *teacher_in))).shape
+    teacher_out = teacher.compute_output_spec(keras.KerasTensor((None, *student_in))).shape
     if student_out[-1] != teacher_out[-1]:
         raise resolve.bad_option("teacher", f"{teacher.name} with {teacher_out[-1]} classes",
                                  f"a model with the student's {student_out[-1]} classes")
+    names = [c.class_names for c in contracts if c is not None and c.class_names is not None]
+    if len(names) == 2 and names[0] != names[1]:
+        raise resolve.bad_option("teacher", f"{teacher.name} with classes {list(names[1])}",
+                                 f"a model with the student's classes {list(names[0])}")
     return int(student_out[-1])
 
 

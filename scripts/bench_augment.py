@@ -33,7 +33,8 @@ import numpy as np
 
 from augment import datasets, layers, pipelines
 from zoo import training
-from zoo.training import builder
+from zoo.contract import InputContract
+from zoo.training import builder, rundir
 from zoo.training import data as data_module
 from zoo.training.rundir import write_json
 from zoo.cli import args as types
@@ -44,10 +45,9 @@ BATCH = 128
 class NumpyAugmentDataset(keras.utils.PyDataset):
     """The per-image numpy augmentation a user would write with `PyDataset`."""
 
-    def __init__(self, x, y, preset, mean, std, pca_stats, batch_size=BATCH, seed=0, **kwargs):
+    def __init__(self, x, y, preset, pca_stats, batch_size=BATCH, seed=0, **kwargs):
         super().__init__(**kwargs)
         self.x, self.y, self.preset, self.batch_size = x, y, preset, batch_size
-        self.mean, self.std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
         values, vectors = (np.asarray(a, np.float32) for a in pca_stats)
         self.basis = 255.0 * vectors * values[None, :]
         self.rng = np.random.default_rng(seed)
@@ -70,8 +70,7 @@ class NumpyAugmentDataset(keras.utils.PyDataset):
 
     def __getitem__(self, index):
         rows = self.order[index * self.batch_size:(index + 1) * self.batch_size]
-        x = np.stack([self.augment(self.x[i]) for i in rows])
-        x = (x / 255.0 - self.mean) / self.std
+        x = np.stack([self.augment(self.x[i]) for i in rows])  # pixel values: the model normalizes
         y = self.y[rows]
         if self.preset in ("mixup", "cutmix"):
             perm = self.rng.permutation(len(x))
@@ -135,18 +134,19 @@ def throughput(args):
     ds = datasets.load_dataset("synthetic", None, seed=0, synthetic_size=(args.images, BATCH))
     x, y = ds.x_train, keras.utils.to_categorical(ds.y_train, ds.num_classes).astype("float32")
     mean, std = datasets.channel_stats(x)
+    contract = InputContract(x.shape[1:], mean, std, dataset="synthetic")
     pca_stats = layers.pca_lighting_stats(x)
     results = {"images": len(x), "batch_size": BATCH, "presets": {}}
     for preset in args.presets:
         augmenter = pipelines.build_augmenter(
-            pipelines.resolve_spec(preset), mean=mean, std=std, image_shape=x.shape[1:],
+            pipelines.resolve_spec(preset), mean=mean, image_shape=x.shape[1:],
             dataset="cifar10", pca_stats=pca_stats, seed=0)
         pipeline = pipelines.make_dataset(x, y, augmenter, batch_size=BATCH, seed=0)
         op_by_op = pipelines.make_dataset(x, y, augmenter, batch_size=BATCH, seed=0,
                                           jit_compile=False)
         sources = {"tf_data": lambda: pipeline, "tf_data_no_xla": lambda: op_by_op}
         if preset != "strong":  # RandAugment has no numpy baseline here
-            baseline = NumpyAugmentDataset(x, y, preset, mean, std, pca_stats)
+            baseline = NumpyAugmentDataset(x, y, preset, pca_stats)
             sources["pydataset"] = lambda: (baseline[i] for i in range(len(baseline)))
         rates, ratios = images_per_second(sources, args.epochs)
         row = {f"{name}_images_per_sec": rate for name, rate in rates.items()}
@@ -164,9 +164,8 @@ def throughput(args):
     # resnet20 training speed on the same machine, batch 128.
     config = training.TrainConfig(model="resnet20", dataset="synthetic", batch_size=BATCH,
                                   augment="standard", epochs=1, verbose=0, val_split=0.0)
-    data = {"x_train": datasets.normalize(x, mean, std), "y_train": y, "x_val": None,
-            "x_train_raw": x, "x_val_raw": None, "mean": mean.tolist(), "std": std.tolist(),
-            "input_shape": x.shape[1:]}
+    data = {"x_train": x, "y_train": y, "x_val": None, "contract": contract,
+            "input_shape": x.shape[1:], "num_classes": ds.num_classes}
     train = {}
     for label, device, preset in (("plain arrays", "host", "none"),
                                   ("host pipeline (standard)", "host", "standard"),
@@ -174,7 +173,7 @@ def throughput(args):
         keras.utils.set_random_seed(0)
         run_config = training.TrainConfig(**{**vars(config), "augment": preset,
                                              "augment_device": device})
-        model = builder.build_model(run_config, ds.num_classes, x.shape[1:])
+        model = builder.build_classifier(run_config, data)
         builder.compile_model(model, run_config, 10)
         fit = data_module.fit_inputs(run_config, model, data)
         if fit[0] is not model:  # the on-device augmentation wrapper
@@ -228,13 +227,10 @@ def tta_paddings(args):
     for run_dir in sorted(Path(args.runs_dir).glob(f"lenet5_mnist{args.limit_train}_*")):
         settings = json.loads((run_dir / "config.json").read_text())
         ds = datasets.load_dataset("mnist", args.data_dir)
-        mean, std = settings["normalization"]["mean"], settings["normalization"]["std"]
-        x = datasets.normalize(datasets.pad_to(ds.x_test, 32), mean, std)
-        model = keras.saving.load_model(run_dir / "model.keras")
-        black = [-m / s for m, s in zip(mean, std)]
+        model = rundir.load_model(run_dir / "model.keras")  # raw images in
         row = {"run": run_dir.name, "augment": settings["augment"], "seed": settings["seed"]}
         for padding in args.tta_paddings:
-            accuracy_tta, _ = tta.evaluate_tta(model, x, ds.y_test, "5crop", padding, black)
+            accuracy_tta, _ = tta.evaluate_tta(model, ds.x_test, ds.y_test, "5crop", padding)
             row[f"5crop_padding{padding}_error"] = 1 - accuracy_tta
         results.append(row)
         print(json.dumps(row), flush=True)

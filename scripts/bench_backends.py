@@ -79,13 +79,18 @@ def run_pytorch(args):
     import numpy as np
     import torch
 
+    from zoo.contract import preprocess
     from zoo.training import prepare_data
 
     with tempfile.TemporaryDirectory(prefix="bench_backends_") as out:
         config = data_config(args, out)
         data = prepare_data(config)
     torch.manual_seed(0)
-    x = torch.from_numpy(np.ascontiguousarray(data["x_train"].transpose(0, 3, 1, 2)))
+    def network_input(images):  # padded and normalized as the zoo's model does it inside
+        images = preprocess(data["contract"], data["input_shape"], images)
+        return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+
+    x = network_input(data["x_train"])
     y = torch.from_numpy(data["y_train"].argmax(-1))
     model = torch_lenet5().train()
     steps = -(-len(x) // config.batch_size)
@@ -107,7 +112,7 @@ def run_pytorch(args):
         speeds.append(len(x) / (time.perf_counter() - start))
     model.eval()
     with torch.no_grad():
-        logits = model(torch.from_numpy(np.ascontiguousarray(data["x_test"].transpose(0, 3, 1, 2))))
+        logits = model(network_input(data["x_test"]))
     accuracy = float((logits.argmax(-1).numpy() == data["y_test"].argmax(-1)).mean())
     return {"backend": "pytorch", "torch": torch.__version__, "epoch_images_per_sec": speeds,
             "test_accuracy": accuracy, "num_train": len(x)}

@@ -62,7 +62,7 @@ def lenet_config(args, out, **overrides):
 def plain_fit(config, data, workdir):
     """The same model, data and optimizer in a plain model.fit with Keras' callbacks."""
     keras.utils.set_random_seed(config.seed)
-    model = builder.build_model(config, data["num_classes"], data["input_shape"])
+    model = builder.build_classifier(config, data)
     steps = math.ceil(len(data["x_train"]) / config.batch_size)
     builder.compile_model(model, config, steps)
     timer = EpochTimer()
@@ -118,10 +118,10 @@ def overhead(args):
 
 
 def keras_io_convnet(data, seed, epochs=15):
-    """The keras.io "Simple MNIST convnet" on the same (normalized, 28x28) data."""
+    """The keras.io "Simple MNIST convnet" on the same 28x28 data (scaled to [0, 1])."""
     keras.utils.set_random_seed(seed)
     model = keras.Sequential([
-        keras.Input((28, 28, 1)),
+        keras.Input((28, 28, 1)), keras.layers.Rescaling(1 / 255),
         keras.layers.Conv2D(32, 3, activation="relu"), keras.layers.MaxPooling2D(2),
         keras.layers.Conv2D(64, 3, activation="relu"), keras.layers.MaxPooling2D(2),
         keras.layers.Flatten(), keras.layers.Dropout(0.5),

@@ -142,19 +142,14 @@ def score_run(config, shifted, labels):
 
 
 def shifted_sets(args, config):
-    """The clean test images and every corruption x severity, preprocessed as the
-    runs' models take them."""
-    from zoo.training import RunDir
-    from zoo.training import data as data_module
-
-    prep = data_module.run_preprocessing(RunDir(config.out).read_config())
+    """The clean test images and every corruption x severity, raw uint8 (the
+    runs' models fit and normalize them themselves)."""
     ds = datasets.load_dataset(config.dataset, config.data_dir, limit_train=1,
                                limit_test=config.limit_test, seed=config.seed)
-    sets = {"clean": prep(ds.x_test)}
+    sets = {"clean": ds.x_test}
     for name in args.corruptions:
         for severity in corruptions.SEVERITIES:
-            sets[(name, severity)] = prep(corruptions.corrupt(ds.x_test, name, severity,
-                                                              config.seed))
+            sets[(name, severity)] = corruptions.corrupt(ds.x_test, name, severity, config.seed)
     return sets, ds.y_test
 
 

@@ -70,9 +70,10 @@ EXPORTS = {"SavedModel": ("savedmodel", None), "ONNX": ("onnx", None),
 
 def serving_for(names, raw_shape, stats, views):
     keras.utils.set_random_seed(0)
-    members = [zoo.create_model(n) for n in names]
+    contract = {"image_shape": raw_shape, "mean": stats[0], "std": stats[1]}
+    members = [zoo.create_model(n, preprocessing=contract) for n in names]
     model = members[0] if len(members) == 1 else export.average_models(members)
-    return export.serving_model(model, *stats, raw_shape=raw_shape, tta=views, crop_padding=4)
+    return export.serving_model(model, raw_shape=raw_shape, tta=views)
 
 
 def in_memory(serving, images):

@@ -16,10 +16,9 @@ import time
 from pathlib import Path
 
 import startup  # noqa: F401  (TensorFlow without its start-up noise; scripts/startup.py)
-import keras
 
 from zoo.cli import args as types
-from zoo.training import TrainConfig, train, transfer
+from zoo.training import TrainConfig, rundir, train, transfer
 from zoo.training import data as data_module
 from zoo.training.rundir import RunDir, write_json
 
@@ -53,8 +52,7 @@ def main(argv=None):
         schedule="cosine", batch_size=128, out=str(source_run.path), verbose=2)
     source_metrics = (source_run.read_metrics() if source_run.is_finished() and not args.overwrite
                       else train(source_config))
-    source = keras.saving.load_model(source_run.model_path)
-    normalization = source_run.read_config()["normalization"]
+    source = rundir.load_model(source_run.model_path)  # raw images in, its normalization inside
     t_source = time.perf_counter() - start
 
     # 2. For each size: head only; head then everything at a 10x lower learning
@@ -62,7 +60,7 @@ def main(argv=None):
     rows = []
     for n in args.few:
         target = dataclasses.replace(base, classes=TARGET, limit_train=n, batch_size=32)
-        data = data_module.prepare_data(target, normalization=normalization)
+        data = data_module.prepare_data(target)
         few = (data["x_train"], data["y_train"], data["x_test"], data["y_test"])
         _, head = transfer.finetune(source, *few, head_epochs=args.head_epochs, seed=args.seed)
         _, tuned = transfer.finetune(source, *few, head_epochs=args.head_epochs,

@@ -1,100 +1,104 @@
-"""Combine already trained models (different architectures allowed) into one ensemble model.
+"""Combine already trained models (any families, sizes, seeds) into one ensemble model.
 
     python scripts/ensemble.py runs/lenet5_mnist runs/resnet20_mnist other.keras \
         --method soft --out runs/ensemble [--evaluate] [--data-dir ../shared/data]
 
-Each input is a run directory (model.keras + config.json, as the training
-scripts write) or a `.keras` file. The members must take the same input
-(shape and normalization) and give the same number of classes. Writes
-OUT/model.keras (one `EnsembleModel`) and OUT/config.json (the normalization,
-for scripts/export.py). With --evaluate (or --method weighted) the dataset of
-the first run is loaded: the weights are fitted on its validation split and
-the per-member and ensemble test accuracy and the disagreement are printed and
-written to OUT/metrics.json.
+Each input is a run directory (its model.keras) or a `.keras` file. Every model
+carries its input contract, so the members may differ in everything but their
+classes: seeds, training data, normalization, input size (each member fits the
+images to its own size) and family. Writes OUT/model.keras (one
+`EnsembleModel`, raw images in) and OUT/config.json. With --evaluate (or
+--method weighted) the test split of the dataset the members name is loaded:
+the per-member and ensemble test figures and the disagreement are printed and
+written to OUT/metrics.json; --method weighted fits the combination weights on
+a seeded --val-split of that dataset's training images (which the members may
+have trained on: prefer soft voting unless you have held-out images).
 """
 
 import argparse
-import dataclasses
-import json
 import sys
 from pathlib import Path
 
 import startup  # noqa: F401  (TensorFlow without its start-up noise; scripts/startup.py)
 import keras
+import numpy as np
 
+from augment import datasets
 from ensembles import METHODS, EnsembleModel
-from zoo.training import data as data_module
-from zoo.training import evaluate
-from zoo.training.config import TrainConfig
 from zoo.cli import args as types
+from zoo.contract import contract_of
+from zoo.training import rundir
 from zoo.training.rundir import RunDir, RunDirError
 
 
-def member_source(text):
-    """A run directory (its model.keras and config.json) or a .keras file (with the
-    config.json beside it, when there is one)."""
+def member_path(text):
+    """A run directory (its model.keras) or a .keras file."""
     path = Path(text)
-    run = RunDir(path if path.is_dir() else path.parent)
     if path.is_dir():
-        if not run.model_path.exists():
+        path = RunDir(path).model_path
+        if not path.exists():
             raise argparse.ArgumentTypeError(f"{text!r} is a directory without model.keras")
-        path = run.model_path
     elif path.suffix != ".keras" or not path.exists():
         raise argparse.ArgumentTypeError(
             f"{text!r} is not accepted; expected an existing .keras file or run directory")
-    return path, run.read_config()
+    return path
 
 
 def build_parser():
     p = types.Parser(description=__doc__.split("\n")[0])
-    p.add_argument("members", nargs="+", type=member_source, metavar="MODEL",
+    p.add_argument("members", nargs="+", type=member_path, metavar="MODEL",
                    help="run directories or .keras files")
     p.add_argument("--method", choices=METHODS, default="soft")
     p.add_argument("--out", required=True, help="directory for model.keras and config.json")
     p.add_argument("--evaluate", action="store_true",
-                   help="report member and ensemble test accuracy on the first run's dataset")
-    p.add_argument("--data-dir", default=None, help="override the runs' data directory")
+                   help="report member and ensemble test figures on the members' dataset")
+    p.add_argument("--data-dir", default=None,
+                   help="where the members' dataset is (default: their runs' own, else "
+                        "$ZOO_DATA_DIR, else keras.datasets)")
+    p.add_argument("--limit-test", type=types.positive_int, default=None,
+                   help="a seeded subset of the test split")
+    p.add_argument("--val-split", type=types.number(0.0, True, 1.0, True), default=0.1,
+                   help="--method weighted: the share of the training images the weights "
+                        "are fitted on")
+    p.add_argument("--seed", type=types.nonnegative_int, default=0,
+                   help="of --limit-test and --val-split")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the files of an earlier run or ensemble in --out")
     return p
 
 
-def _normalization(sources):
-    found = {json.dumps(c["normalization"]) for _, c in sources if c and "normalization" in c}
-    if len(found) > 1:
-        raise ValueError("members=... is not accepted; expected models trained with the same "
-                         f"input normalization, got {sorted(found)}")
-    return json.loads(found.pop()) if found else None
+def load_data(args, contract):
+    """The test split (and for --method weighted a seeded share of the
+    training split) of the dataset the members' contract names."""
+    if not contract.dataset or contract.dataset not in datasets.list_datasets():
+        raise ValueError(f"--evaluate needs the members' dataset; their contract names "
+                         f"{contract.dataset!r}, not one of {', '.join(datasets.list_datasets())}")
+    data_dir = args.data_dir or rundir.recorded_data_dir(*args.members)
+    ds = datasets.load_dataset(contract.dataset, data_dir, classes=contract.classes,
+                               limit_test=args.limit_test, seed=args.seed)
+    onehot = np.eye(ds.num_classes, dtype="float32")
+    val = None
+    if args.method == "weighted":
+        order = np.random.default_rng(args.seed).permutation(len(ds.x_train))
+        keep = order[:max(1, int(round(len(order) * args.val_split)))]
+        val = (ds.x_train[keep], onehot[ds.y_train[keep]])
+    return (ds.x_test, onehot[ds.y_test]), val, ds.source
 
 
-def write_ensemble(out, args, ensemble, members, normalization, first):
-    """Evaluates (with --evaluate or --method weighted) and writes OUT's files."""
-    report = None
-    if first is not None and (args.evaluate or args.method == "weighted"):
-        config = TrainConfig.from_dict(first)
-        config = dataclasses.replace(config, data_dir=args.data_dir or config.data_dir,
-                                     ensemble="independent", ensemble_method=args.method)
-        data = data_module.prepare_data(config)
-        report = evaluate.summarize_ensemble(ensemble, config, data, {"test_accuracy": None})
-        def line(s):
-            return (f"test accuracy {s['accuracy']:.4f}, NLL {s['nll']:.4f}, "
-                    f"Brier {s['brier']:.4f}, ECE {s['ece']:.4f}")
+def evaluate(ensemble, args, test, val):
+    if val is not None:
+        ensemble.fit_weights(*val)
+    report = ensemble.report(*test)
 
-        for i, scores in enumerate(report["member_scores"]):
-            print(f"member {i} ({members[i].name}): {line(scores)}")
-        print(f"ensemble ({args.method}): {line(report['ensemble_scores'])}, disagreement "
-              f"{report['disagreement']:.4f}, weights "
-              + ", ".join(f"{w:.3f}" for w in report["weights"]))
-    out.save_model(ensemble)
-    out.write_config(None, **{
-        "members": [str(path) for path, _ in args.members], "method": args.method,
-        "input_shape": list(members[0].input_shape[1:]),
-        **({"normalization": normalization} if normalization else {}),
-        **({k: first[k] for k in ("dataset", "image_size", "num_classes") if k in first}
-           if first else {}),
-    })
-    if report is not None:
-        out.write_metrics(report)  # last: the commit point
+    def line(s):
+        return (f"test accuracy {s['accuracy']:.4f}, NLL {s['nll']:.4f}, "
+                f"Brier {s['brier']:.4f}, ECE {s['ece']:.4f}")
+
+    for i, scores in enumerate(report["member_scores"]):
+        print(f"member {i} ({ensemble.members[i].name}): {line(scores)}")
+    print(f"ensemble ({args.method}): {line(report['ensemble_scores'])}, disagreement "
+          f"{report['disagreement']:.4f}, weights "
+          + ", ".join(f"{w:.3f}" for w in report["weights"]))
     return report
 
 
@@ -102,20 +106,31 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        normalization = _normalization(args.members)
-        members = [keras.saving.load_model(path, compile=False) for path, _ in args.members]
+        members = [rundir.load_model(path) for path in args.members]
         ensemble = EnsembleModel(members, method=args.method, name="ensemble")
     except ValueError as err:
         parser.error(str(err))
-    first = next((c for _, c in args.members if c), None)
-    if (args.evaluate or args.method == "weighted") and first is None:
-        parser.error("--evaluate and --method weighted need a run directory (config.json) "
-                     "naming the dataset")
+    contract = contract_of(ensemble)
+    report = None
+    if args.evaluate or args.method == "weighted":
+        if contract is None:
+            parser.error("--evaluate and --method weighted need members that carry their input "
+                         "contract (naming their dataset)")
+        try:
+            test, val, source = load_data(args, contract)
+        except (ValueError, FileNotFoundError, OSError) as err:
+            types.fail(err)
+        report = {**evaluate(ensemble, args, test, val), "data_source": source}
     out = RunDir(args.out)
     try:
         with out.lock():
             out.start_fresh(args.overwrite)
-            report = write_ensemble(out, args, ensemble, members, normalization, first)
+            out.save_model(ensemble)
+            out.write_config(None, members=[str(p) for p in args.members], method=args.method,
+                             contract=contract.to_config() if contract else None,
+                             backend=keras.backend.backend(), keras_version=keras.__version__)
+            if report is not None:
+                out.write_metrics(report)  # last: the commit point
     except (FileExistsError, RunDirError) as err:
         types.fail(err)
     print(f"{len(members)} members -> {out.model_path}", file=sys.stderr)

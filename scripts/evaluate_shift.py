@@ -5,9 +5,10 @@ Gaussian and impulse noise, blur, contrast, fog) at severities 1-5.
     python scripts/evaluate_shift.py runs/single runs/ensemble runs/student \\
         --data-dir ../shared/data --out runs/shift
 
-Each input is a run directory (model.keras + config.json) or a .keras file with the
-config.json of its run beside it: the test split, the padding and the normalization
-come from there. Writes OUT/shift.json (every score), OUT/shift.md (the tables) and
+Each input is a run directory (its model.keras) or a .keras file: the model carries
+its input contract (size, normalization, the dataset it was trained on), so the test
+split comes from the dataset it names (--data-dir, else $ZOO_DATA_DIR, else
+keras.datasets). Writes OUT/shift.json (every score), OUT/shift.md (the tables) and
 OUT/shift.png (accuracy, NLL and ECE against severity, averaged over corruptions).
 """
 
@@ -16,39 +17,34 @@ import sys
 from pathlib import Path
 
 import startup  # noqa: F401  (TensorFlow without its start-up noise; scripts/startup.py)
-import keras
 import numpy as np
 
 from augment import corruptions, datasets
 from zoo.cli import args as types
-from zoo.training import data as data_module
-from zoo.training import evaluate, plots
+from zoo.contract import contract_of
+from zoo.training import evaluate, plots, rundir
 from zoo.training.rundir import RunDir, write_json
 
 KEYS = ("error", "nll", "brier", "ece")
 
 
 def source(text):
-    """(label, model path, run config) of a run directory or a .keras file."""
+    """(label, model path) of a run directory or a .keras file."""
     path = Path(text)
-    run = RunDir(path if path.is_dir() else path.parent)
-    model = run.model_path if path.is_dir() else path
+    model = RunDir(path).model_path if path.is_dir() else path
     if not model.is_file() or model.suffix != ".keras":
         raise argparse.ArgumentTypeError(
             f"{text!r} is not accepted; expected a run directory or a .keras file")
-    config = run.read_config()
-    if not config or "normalization" not in config:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not accepted; expected a run's model (config.json with the "
-            "normalization beside it)")
     label = path.name if path.is_dir() else f"{path.parent.name}/{path.stem}"
-    return label, model, config
+    return label, model
 
 
 def build_parser():
     p = types.Parser(description=__doc__)
     p.add_argument("models", nargs="+", type=source, metavar="RUN_OR_MODEL")
-    p.add_argument("--data-dir", default=None, help="the dataset's files (default: the runs')")
+    p.add_argument("--data-dir", default=None,
+                   help="the dataset's files (default: the runs' own, else $ZOO_DATA_DIR, "
+                        "else keras.datasets)")
     p.add_argument("--corruptions", type=types.comma_choices("corruptions", corruptions.CORRUPTIONS),
                    default=list(corruptions.CORRUPTIONS),
                    help="comma-separated, of " + ", ".join(corruptions.CORRUPTIONS)
@@ -95,26 +91,34 @@ def plot(results, path):
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    first = args.models[0][2]
-    datasets_used = {c.get("dataset") for _, _, c in args.models}
+    models = {}
+    for label, path in args.models:
+        try:
+            models[label, path] = rundir.load_model(path)
+        except ValueError as err:
+            parser.error(f"RUN_OR_MODEL: {err}")
+    contracts = [contract_of(m) for m in models.values()]
+    if None in contracts:
+        parser.error("RUN_OR_MODEL is not accepted: a bare network (no input contract) does not "
+                     "say its dataset or normalization; expected models the toolkit trained")
+    datasets_used = {(c.dataset, c.classes) for c in contracts}
     if len(datasets_used) > 1:
-        parser.error(f"RUN_OR_MODEL is not accepted: the runs trained on different datasets "
+        parser.error(f"RUN_OR_MODEL is not accepted: the models trained on different data "
                      f"({sorted(map(str, datasets_used))}); expected one test split")
+    dataset, classes = datasets_used.pop()
     try:
-        ds = datasets.load_dataset(first["dataset"], args.data_dir or first.get("data_dir"),
-                                   limit_test=args.limit_test, seed=args.seed,
-                                   classes=first.get("classes"))
+        data_dir = args.data_dir or rundir.recorded_data_dir(*(path for _, path in models))
+        ds = datasets.load_dataset(dataset, data_dir, limit_test=args.limit_test,
+                                   seed=args.seed, classes=classes)
     except (ValueError, FileNotFoundError, OSError) as err:
         types.fail(err)
-    labels = [label for label, _, _ in args.models]
+    labels = [label for label, _ in models]
     if len(set(labels)) < len(labels):  # runs/a/run, runs/b/run: name them a/run, b/run
-        labels = [f"{Path(path).parent.parent.name}/{label}" for label, path, _ in args.models]
+        labels = [f"{Path(path).parent.parent.name}/{label}" for label, path in models]
     results = {}
-    for label, (_, path, config) in zip(labels, args.models):
-        model = keras.saving.load_model(path, compile=False)
-        results[label] = evaluate.shift_scores(
-            model, ds.x_test, ds.y_test, data_module.run_preprocessing(config), args.corruptions,
-            seed=args.seed)
+    for label, model in zip(labels, models.values()):
+        results[label] = evaluate.shift_scores(model, ds.x_test, ds.y_test, args.corruptions,
+                                               seed=args.seed)
         by = results[label]["by_severity"]
         print(f"{label}: clean error {100 * results[label]['clean']['error']:.2f}%, severity 3 "
               f"{100 * by[3]['error']:.2f}% (NLL {by[3]['nll']:.3f}, ECE "

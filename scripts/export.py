@@ -3,29 +3,32 @@
     python scripts/export.py runs/lenet5_mnist/model.keras --out exported/lenet5
     python scripts/export.py runs/resnet20_cifar10/model.keras --tta 10crop --out exported/r20_tta
     python scripts/export.py runs/a/model.keras runs/b/model.keras --out exported/ensemble
-    python scripts/export.py model.keras --mean 0.1307 --std 0.3081 --out exported/m
+    python scripts/export.py bare_network.keras --mean 0.1307 --std 0.3081 --out exported/m
     python scripts/export.py imagenet:resnet50 --weights torchvision --out exported/r50
     python scripts/export.py runs/lenet5_mnist/model.keras --format onnx --out exported/lenet5_onnx
     python scripts/export.py runs/lenet5_mnist/model.keras --format litert --quantize int8 \
         --data-dir ../shared/data --out exported/lenet5_int8
 
-The exported model takes ``images`` (uint8, (N, H, W, C), any N; no larger than
-the model's input is zero-padded centrally, as training pads MNIST, else
-resized) and returns ``probabilities``. A SavedModel takes any H, W by
-default; ONNX and LiteRT take one size (--raw-size, default the run's dataset
-images, e.g. MNIST 28x28), as export.json says. Normalization comes from the
-training run's config.json beside each .keras file, else from what a model
-built from ImageNet weights records, else from --mean/--std. imagenet:NAME
-exports zoo model NAME with the ImageNet weights of --weights (keras,
-torchvision or a weights file), its preprocessing and class names. Several
-.keras files export one soft-voting ensemble (members must share
-normalization); --tta adds test-time views to the graph. --quantize int8
-(LiteRT) calibrates on 256 of the run's training images and records the test
-accuracy it costs in export.json. Run `python scripts/predict.py DIR INPUTS`
-on the result (the format's runtime and numpy only).
+The exported model takes ``images`` (uint8, (N, H, W, C), any N) and returns
+``probabilities``. Each model carries its input contract (the size it was
+trained at, how other sizes are fitted, its normalization and class names), so
+a .keras file exports alone, wherever it was copied to; export.json records the
+contract. A SavedModel takes any H, W by default; ONNX and LiteRT take one size
+(--raw-size, default the size the model was trained at, e.g. MNIST 28x28), as
+export.json says. imagenet:NAME exports zoo model NAME with the ImageNet
+weights of --weights (keras, torchvision or a weights file), their
+preprocessing and class names. Several .keras files export one soft-voting
+ensemble (members with the same classes; each fits the images to its own size
+and normalization); --tta adds test-time views to the graph. A bare network
+(a .keras file without a contract) needs --mean and --std. --quantize int8
+(LiteRT) calibrates on 256 training images of the dataset the model names and
+records the test accuracy it costs in export.json. Run
+`python scripts/predict.py DIR INPUTS` on the result (the format's runtime and
+numpy only).
 """
 
 import argparse
+import hashlib
 import os
 import sys
 from pathlib import Path
@@ -35,8 +38,11 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import startup  # noqa: E402,F401  (TensorFlow without its start-up noise; scripts/startup.py)
 import zoo  # noqa: E402
 from augment import tta as augment_tta  # noqa: E402
+from ensembles import EnsembleModel  # noqa: E402
 from zoo.cli import args as types  # noqa: E402
+from zoo.contract import Classifier, InputContract, contract_of, network_input_shape  # noqa: E402
 from zoo.serving import export  # noqa: E402
+from zoo.training import rundir  # noqa: E402
 from zoo.training.rundir import write_json  # noqa: E402
 
 REPRESENTATIVE_IMAGES = 256  # training images that calibrate int8 quantization
@@ -77,24 +83,23 @@ def parse_args(argv=None):
     parser.add_argument("--format", default="savedmodel",
                         help=f"{', '.join(export.FORMATS)} (default savedmodel)")
     parser.add_argument("--quantize", help="post-training quantization: int8 (litert)")
-    parser.add_argument("--data-dir", help="where the run's dataset is, for --quantize "
-                                           "(default: the run's own)")
+    parser.add_argument("--data-dir", help="where the model's dataset is, for --quantize "
+                                           "(default: its run's own, else $ZOO_DATA_DIR, else "
+                                           "keras.datasets)")
     parser.add_argument("--tta", help=f"test-time views: {', '.join(augment_tta.VIEWS)}")
     parser.add_argument("--tta-padding", type=types.positive_int,
-                        help="TTA crop shift in pixels (default: half the training crop "
-                             "padding, or 2)")
+                        help="TTA crop shift in pixels (default 2)")
     parser.add_argument("--mean", type=_floats,
-                        help="per-channel mean of x/255 (without config.json)")
+                        help="a bare network only: per-channel mean of x/255 of its training "
+                             "images")
     parser.add_argument("--std", type=_floats,
-                        help="per-channel std of x/255 (without config.json)")
-    parser.add_argument("--image-size", type=_size,
-                        help="the side training padded images to (checked against the "
-                             "model's input)")
+                        help="a bare network only: per-channel std of x/255")
     parser.add_argument("--raw-size", type=_size,
                         help="fix the input to HxW pixels (default: any size for a "
-                             "SavedModel; the dataset's image size for onnx and litert)")
+                             "SavedModel; the size the model was trained at for onnx and litert)")
     parser.add_argument("--labels",
-                        help="class names: comma-separated, or a file with one per line")
+                        help="class names: comma-separated, or a file with one per line "
+                             "(default: the model's own)")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     args = parser.parse_args(argv)
     try:
@@ -123,32 +128,38 @@ def parse_args(argv=None):
     return parser, args
 
 
-def resolve_settings(parser, args, models):
-    """Normalization, resizing and TTA settings from each model's config.json,
-    else what a model from ImageNet weights records, and the flags."""
-    try:
-        settings = [None if types.imagenet_name(path) else export.read_settings(path)
-                    for path in args.models]
-    except ValueError as error:  # a config.json that is not a training run's
-        parser.error(f"{error}; pass --mean and --std instead")
-    settings = [found or export.pretrained_settings(model)
-                for found, model in zip(settings, models)]
-    stats = set()
-    for path, found in zip(args.models, settings):
-        if args.mean is not None:
-            stats.add((tuple(args.mean), tuple(args.std)))
-        elif found is None:
-            parser.error(f"no config.json beside {path}: pass --mean and --std (per-channel "
-                         "statistics of x/255 on the training split)")
+def load_models(parser, args):
+    """Each MODEL.keras (or imagenet:NAME) as a model that takes raw images."""
+    models = []
+    for path in args.models:
+        name = types.imagenet_name(path)
+        try:
+            model = (zoo.create_model(name, weights=args.weights) if name
+                     else rundir.load_model(path))
+        except ValueError as error:  # a damaged file, another architecture's weights
+            parser.error(f"argument {'--weights' if name else 'MODEL.keras'}: {error}")
+        if contract_of(model) is not None:
+            if args.mean is not None:
+                parser.error(f"--mean/--std are not accepted for {path}: it carries its own "
+                             "normalization (they are for a bare network)")
+        elif args.mean is None:
+            parser.error(f"MODEL.keras={path!r} is a bare network (no input contract and no "
+                         "run config.json beside it): pass --mean and --std (per-channel "
+                         "statistics of x/255 of its training images)")
         else:
-            stats.add((tuple(found["mean"]), tuple(found["std"])))
-    if len(stats) > 1:
-        parser.error("the models were trained with different normalization "
-                     f"({sorted(stats)}); an ensemble export needs one: pass --mean/--std")
-    mean, std = (list(v) for v in stats.pop())
-    first = next((s for s in settings if s), {}) or {}
-    return {**first, "mean": mean, "std": std, "crop_padding": first.get("crop_padding") or 0,
-            "fit": first.get("fit") or "pad", "class_names": first.get("class_names")}
+            model = wrap_bare(parser, model, args)
+        models.append(model)
+    return models
+
+
+def wrap_bare(parser, network, args):
+    """A bare network with the contract the flags give: images of its input
+    size, zero-padded when smaller, normalized with --mean/--std."""
+    try:
+        shape = network_input_shape(network)
+        return Classifier(network, InputContract(shape, args.mean, args.std))
+    except ValueError as error:
+        parser.error(f"--mean/--std: {error}")
 
 
 def read_labels(parser, text, num_classes):
@@ -161,6 +172,19 @@ def read_labels(parser, text, num_classes):
         parser.error(f"--labels={text!r} is not accepted; expected {num_classes} class names "
                      f"(received {len(names)})")
     return names
+
+
+def describe_sources(args):
+    """export.json's record of the models: file names and content hashes (an
+    export folder moves between machines; absolute paths would not)."""
+    sources = []
+    for path in args.models:
+        if types.imagenet_name(path):
+            sources.append({"model": path, "weights": Path(str(args.weights)).name})
+            continue
+        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        sources.append({"file": Path(path).name, "sha256": digest})
+    return sources
 
 
 def record_quantization_cost(serving, directory, info, images, labels, source):
@@ -178,61 +202,43 @@ def record_quantization_cost(serving, directory, info, images, labels, source):
 
 def main(argv=None):
     parser, args = parse_args(argv)
-    models = []
-    for path in args.models:
-        name = types.imagenet_name(path)
-        if name:
-            try:
-                models.append(zoo.create_model(name, weights=args.weights))
-            except ValueError as error:  # a damaged file, another architecture's weights
-                parser.error(f"argument --weights: {error}")
-            continue
-        try:
-            models.append(export.load_model(path))
-        except Exception as error:  # a damaged or foreign archive: zip, JSON or h5py errors
-            parser.error(f"MODEL.keras={path!r} is not accepted: it does not load as a Keras "
-                         f"model ({type(error).__name__}: {str(error).splitlines()[0][:200]})")
-    settings = resolve_settings(parser, args, models)
-    model = models[0] if len(models) == 1 else export.average_models(models)
-    height, width, channels = export.model_input_shape(model)
-    if args.image_size and args.image_size != (height, width):
-        parser.error(f"--image-size={args.image_size[0]}x{args.image_size[1]} is not accepted; "
-                     f"expected the model's input size {height}x{width}")
+    models = load_models(parser, args)
+    try:
+        model = models[0] if len(models) == 1 else EnsembleModel(models, name="ensemble")
+    except ValueError as error:
+        parser.error(f"MODEL.keras: {error}")
+    channels = contract_of(model).image_shape[-1]
     raw_size = args.raw_size
     if raw_size is None and not export.FORMATS[args.format].dynamic_size:
-        raw_size = export.default_raw_size(settings, (height, width))
+        raw_size = export.default_raw_size(model)
     raw_shape = (*raw_size, channels) if raw_size else None
     try:
-        serving = export.serving_model(
-            model, settings["mean"], settings["std"], raw_shape=raw_shape, tta=args.tta,
-            crop_padding=settings["crop_padding"], tta_padding=args.tta_padding,
-            fit=settings["fit"])
+        serving = export.serving_model(model, raw_shape=raw_shape, tta=args.tta,
+                                       tta_padding=args.tta_padding)
     except ValueError as error:
         parser.error(str(error))
     num_classes = int(serving.output_shape[-1])
     names = read_labels(parser, args.labels, num_classes)
     if names is None:
-        names = export.CLASS_NAMES.get(settings.get("dataset")) or settings.get("class_names")
+        names = list(contract_of(model).class_names or []) or None
         names = names if names and len(names) == num_classes else None
     representative = test = None
     if args.quantize:
         try:
-            representative, *test = export.dataset_images(
-                settings, REPRESENTATIVE_IMAGES, args.data_dir, channels=channels)
+            data_dir = args.data_dir or rundir.recorded_data_dir(
+                *(p for p in args.models if not types.imagenet_name(p)))
+            representative, *test = export.dataset_images(model, REPRESENTATIVE_IMAGES, data_dir)
         except (ValueError, OSError) as error:
-            parser.error(f"--quantize={args.quantize!r} needs the run's training images: {error}")
+            parser.error(f"--quantize={args.quantize!r} needs training images: {error}")
         if representative.shape[1:] != raw_shape:
             parser.error(f"--raw-size={raw_shape[0]}x{raw_shape[1]} is not accepted with "
                          f"--quantize; expected the dataset's image size "
-                         f"{representative.shape[1]}x{representative.shape[2]} (the model takes "
-                         f"{channels} channels, the images have {representative.shape[3]})")
+                         f"{representative.shape[1]}x{representative.shape[2]}")
     try:
         info = export.export_model(
             serving, args.out, args.format, overwrite=args.overwrite, quantize=args.quantize,
             representative=representative, metadata={
-                "models": [str(p) for p in args.models], "weights": args.weights,
-                "ensemble": len(models) > 1, "tta": args.tta, "mean": settings["mean"],
-                "std": settings["std"], "model_input_shape": [height, width, channels],
+                "models": describe_sources(args), "ensemble": len(models) > 1, "tta": args.tta,
                 "class_names": names})
     except ValueError as error:
         parser.error(str(error))

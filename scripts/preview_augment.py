@@ -48,16 +48,16 @@ def main(argv=None):
     else:
         images = datasets.load_dataset("mnist_sample", None).x_train[:args.rows]
         dataset = "mnist_sample"
-    mean, std = datasets.channel_stats(images)
+    mean, _ = datasets.channel_stats(images)
     labels = keras.utils.to_categorical(np.arange(len(images)), len(images)).astype("float32")
     columns = [("original", images / 255.0)]
     for preset in args.presets:
         augmenter = pipelines.build_augmenter(
-            pipelines.resolve_spec(preset), mean=mean, std=std, image_shape=images.shape[1:],
+            pipelines.resolve_spec(preset), mean=mean, image_shape=images.shape[1:],
             dataset=dataset, pca_stats=layers.pca_lighting_stats(images), seed=args.seed)
         for draw in range(args.draws):
             x, _ = pipelines.apply_augmenter(augmenter, images, labels)
-            x = keras.ops.convert_to_numpy(x) * np.where(std > 0, std, 1) + mean  # back to [0, 1]
+            x = keras.ops.convert_to_numpy(x) / 255.0  # pixel values to [0, 1]
             columns.append((preset if draw == 0 else "", np.clip(x, 0, 1)))
 
     plt = plots.pyplot()

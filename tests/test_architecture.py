@@ -16,6 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("zoo", "augment", "ensembles")
 MODEL_LIBRARY = ("zoo", "zoo.registry", "zoo.resolve", "zoo.base", "zoo.layers", "zoo.flops",
+                 "zoo.contract",
                  "zoo.lenet", "zoo.alexnet", "zoo.vgg", "zoo.googlenet", "zoo.resnet",
                  "zoo.pretrained", "zoo.pretrained.catalog", "zoo.pretrained.files",
                  "zoo.pretrained.convert", "zoo.pretrained.from_keras",

@@ -26,13 +26,12 @@ def make_layer(name, seed=1):
     return {
         "pad_crop": lambda: layers.RandomPadCrop(4, flip=True, seed=seed),
         "pca": lambda: layers.PCALighting(*PCA_STATS, std=0.1, seed=seed),
-        "standardize": lambda: layers.Standardize(MEAN, STD),
     }[name]()
 
 
 def stack(preset, seed=0, **options):
     spec = pipelines.resolve_spec(preset, options)
-    return pipelines.build_augmenter(spec, mean=MEAN, std=STD, image_shape=IMAGES.shape[1:],
+    return pipelines.build_augmenter(spec, mean=MEAN, image_shape=IMAGES.shape[1:],
                                      dataset="cifar10", pca_stats=PCA_STATS, seed=seed)
 
 
@@ -55,17 +54,18 @@ def test_same_seed_same_output_and_training_false_is_identity(name):
 
 
 @pytest.mark.parametrize("preset", pipelines.PRESET_NAMES)
-def test_presets_keep_shapes_are_seeded_and_normalize_in_inference(preset):
+def test_presets_keep_shapes_are_seeded_and_are_the_identity_in_inference(preset):
     first = run(stack(preset, seed=3), labels=LABELS)
     again = run(stack(preset, seed=3), labels=LABELS)
     for x, y in zip(first, again):
         np.testing.assert_array_equal(x, y)
     images, labels = first
-    assert images.shape == IMAGES.shape and images.dtype == np.float32
+    assert images.shape == IMAGES.shape
+    assert images.dtype == (np.uint8 if preset == "none" else np.float32)
     np.testing.assert_allclose(labels.sum(axis=-1), 1.0, rtol=1e-5)
-    # training=False leaves only the normalization: the same as the numpy path.
-    plain = run(stack(preset), training=False)
-    np.testing.assert_allclose(plain, datasets.normalize(IMAGES, MEAN, STD), rtol=1e-5, atol=1e-5)
+    # training=False leaves the pixel values as they are: the model normalizes them.
+    np.testing.assert_array_equal(run(stack(preset), training=False), IMAGES)
+    assert images.max() > 2.0  # pixel values, not normalized
 
 
 @pytest.mark.parametrize("preset", ["mixup", "cutmix"])
@@ -114,7 +114,8 @@ def test_pca_lighting_shifts_colour_along_the_principal_axes_only():
 def test_on_device_stack_trains_googlenet_with_its_auxiliary_heads(preset):
     """The network's own loss weighs its auxiliary outputs; metrics see the main one."""
     keras.utils.set_random_seed(0)
-    model = zoo.create_model("test_googlenet", num_classes=4, input_shape=(16, 16, 3))
+    model = zoo.create_model("test_googlenet", num_classes=4, input_shape=(16, 16, 3),
+                             preprocessing={"image_shape": (16, 16, 3), "mean": MEAN, "std": STD})
     y = keras.utils.to_categorical(np.arange(len(IMAGES)) % 4, 4)
     wrapper = pipelines.AugmentedModel(model, stack(preset))
     for net in (model, wrapper):  # the network computes the loss: compiled too
@@ -126,7 +127,7 @@ def test_on_device_stack_trains_googlenet_with_its_auxiliary_heads(preset):
     assert 0 <= history["accuracy"][0] <= 1
 
 
-@pytest.mark.parametrize("name", ["pad_crop", "pca", "standardize"])
+@pytest.mark.parametrize("name", ["pad_crop", "pca"])
 def test_layers_round_trip_through_their_config(name):
     layer = make_layer(name, seed=5)
     clone = type(layer).from_config(layer.get_config())
@@ -136,16 +137,17 @@ def test_layers_round_trip_through_their_config(name):
 
 
 def test_model_with_stack_and_tta_models_round_trip_through_keras_files(tmp_path):
-    model = zoo.create_model("test_vgg", num_classes=4, input_shape=(16, 16, 3))
-    x = datasets.normalize(IMAGES, MEAN, STD)
+    model = zoo.create_model("test_vgg", num_classes=4, input_shape=(16, 16, 3),
+                             preprocessing={"image_shape": (16, 16, 3), "mean": MEAN, "std": STD})
+    x = IMAGES
     wrapper = pipelines.AugmentedModel(model, stack("alexnet"))
     wrapper.save(tmp_path / "wrapped.keras")
     loaded = keras.saving.load_model(tmp_path / "wrapped.keras")
-    # Inference through the wrapper is normalization + the model.
+    # Inference through the wrapper is the model alone (it normalizes itself).
     np.testing.assert_allclose(loaded.predict(IMAGES, verbose=0), model.predict(x, verbose=0),
                                atol=1e-5)
     for views in tta.VIEWS:
-        tta_model = tta.TTAModel(model, views, padding=2, fill_value=list(-MEAN / STD))
+        tta_model = tta.TTAModel(model, views, padding=2)
         probs = tta_model.predict(x, verbose=0)
         tta_model.save(tmp_path / f"{views}.keras")
         again = keras.saving.load_model(tmp_path / f"{views}.keras").predict(x, verbose=0)
@@ -153,6 +155,11 @@ def test_model_with_stack_and_tta_models_round_trip_through_keras_files(tmp_path
         np.testing.assert_allclose(probs.sum(axis=-1), 1.0, rtol=1e-5)
     identity = tta.TTAModel(model, "identity").predict(x, verbose=0)
     np.testing.assert_allclose(identity, model.predict(x, verbose=0), atol=1e-6)
+    # Another size is fitted to the model's own first (here padded), then cut into views.
+    small = IMAGES[:, 2:14, 2:14]
+    padded = np.pad(small, [(0, 0), (2, 2), (2, 2), (0, 0)])
+    np.testing.assert_allclose(tta.TTAModel(model, "flip").predict(small, verbose=0),
+                               tta.TTAModel(model, "flip").predict(padded, verbose=0), atol=1e-6)
 
 
 def test_tta_views_are_the_crops_and_flips():
@@ -168,20 +175,18 @@ def test_tta_views_are_the_crops_and_flips():
     assert len(tta.make_views(x, "flip")) == 2 and len(tta.make_views(x, "5crop")) == 5
 
 
-def test_tf_data_pipeline_batches_shuffles_with_a_seed_and_normalizes():
+def test_tf_data_pipeline_batches_and_shuffles_with_a_seed():
     ds = pipelines.make_dataset(IMAGES, LABELS, stack("none"), batch_size=3, seed=1)
     batches = list(ds.as_numpy_iterator())
     assert [len(x) for x, _ in batches] == [3, 3, 2]
-    assert batches[0][0].dtype == np.float32 and batches[0][1].shape == (3, 4)
+    assert batches[0][0].dtype == np.uint8 and batches[0][1].shape == (3, 4)  # as given
     again = list(pipelines.make_dataset(IMAGES, LABELS, stack("none"), batch_size=3,
                                         seed=1).as_numpy_iterator())
     for (x1, y1), (x2, y2) in zip(batches, again):
         np.testing.assert_array_equal(x1, x2)
         np.testing.assert_array_equal(y1, y2)
     seen = np.concatenate([x for x, _ in batches])
-    expected = datasets.normalize(IMAGES, MEAN, STD)
-    assert sorted(map(float, seen[:, 0, 0, 0])) == pytest.approx(
-        sorted(map(float, expected[:, 0, 0, 0])), abs=1e-5)
+    assert sorted(map(float, seen[:, 0, 0, 0])) == sorted(map(float, IMAGES[:, 0, 0, 0]))
     x, y = next(iter(pipelines.make_dataset(IMAGES, LABELS, stack("cutmix"), batch_size=8)))
     assert x.shape == (8, 16, 16, 3) and np.allclose(np.sum(y, axis=-1), 1.0)
 
@@ -199,7 +204,7 @@ def test_tf_data_augmentation_is_reproducible_with_a_seed():
     first, again, other = epoch(1), epoch(1), epoch(2)
     assert all(np.array_equal(a, b) for a, b in zip(first, again))
     assert not all(np.array_equal(a, b) for a, b in zip(first, other))
-    # XLA fuses crop and standardization, CutMix runs op by op: the same draws,
+    # XLA compiles the crop, CutMix runs op by op: the same draws,
     # the same images up to float rounding. (XLA draws other normal numbers
     # for PCA lighting from the same seed, so it is left out here.)
     fused, op_by_op = (epoch(1, jit, pca_lighting=0.0) for jit in (True, False))
@@ -212,11 +217,11 @@ def test_xla_groups_are_the_runs_of_compilable_layers_in_order():
         return [(compilable, [layer.name for layer in group])
                 for compilable, group in pipelines.xla_groups(stack(preset, **options))]
 
-    assert names("standard") == [(True, ["pad_crop_flip", "standardize"])]
+    assert names("standard") == [(True, ["pad_crop_flip"])]
     assert names("mixup", pca_lighting=0.1) == [
-        (True, ["pad_crop_flip", "pca_lighting", "standardize"]), (False, ["mixup"])]
+        (True, ["pad_crop_flip", "pca_lighting"]), (False, ["mixup"])]
     assert names("strong") == [(True, ["pad_crop_flip"]), (False, ["randaugment"]),
-                               (True, ["erasing", "standardize"])]
+                               (True, ["erasing"])]
 
 
 @pytest.mark.parametrize("device, preset", [("host", "standard"), ("device", "mixup")])
@@ -229,7 +234,8 @@ def test_training_with_augmentation_reports_plain_and_tta_accuracy(device, prese
     assert 0 <= metrics["test_accuracy_tta"] <= 1 and metrics["tta"] == "5crop"
     assert 0 <= metrics["test_accuracy"] <= 1
     saved = keras.saving.load_model(tmp_path / "run" / "model.keras")
-    assert type(saved).__name__ == "ResNet"  # the plain zoo model, not the wrapper
+    # The model that takes raw images, not the augmentation wrapper.
+    assert type(saved).__name__ == "Classifier" and type(saved.network).__name__ == "ResNet"
     settings = json.loads((tmp_path / "run" / "config.json").read_text())
     assert settings["augment"] == preset and settings["augment_device"] == device
 
@@ -237,13 +243,13 @@ def test_training_with_augmentation_reports_plain_and_tta_accuracy(device, prese
 def test_digits_get_no_flip_unless_asked():
     spec = pipelines.resolve_spec("standard")
     names = [l.name for l in pipelines.build_augmenter(
-        spec, mean=[0.1], std=[0.3], image_shape=(32, 32, 1), dataset="mnist").layers]
-    assert names == ["pad_crop", "standardize"]
+        spec, mean=[0.1], image_shape=(32, 32, 1), dataset="mnist").layers]
+    assert names == ["pad_crop"]
     spec = pipelines.resolve_spec("standard", {"flip": True})
-    assert pipelines.build_augmenter(spec, mean=[0.1], std=[0.3], image_shape=(32, 32, 1),
+    assert pipelines.build_augmenter(spec, mean=[0.1], image_shape=(32, 32, 1),
                                      dataset="mnist").layers[0].flip
     spec = pipelines.resolve_spec("none", {"flip": True})  # a flip without a crop: Keras' own
-    assert isinstance(pipelines.build_augmenter(spec, mean=[0.1], std=[0.3],
+    assert isinstance(pipelines.build_augmenter(spec, mean=[0.1],
                                                 image_shape=(32, 32, 1)).layers[0],
                       keras.layers.RandomFlip)
 
@@ -309,11 +315,12 @@ JAX_SCRIPT = textwrap.dedent("""
     mean, std = datasets.channel_stats(x)
     results = {}
     for preset in ("mixup",):
-        # crop, flip, PCA lighting, normalization and mixup in one stack
+        # crop, flip, PCA lighting and mixup in one stack; the model normalizes
         spec = pipelines.resolve_spec(preset, {"pca_lighting": 0.1})
-        aug = pipelines.build_augmenter(spec, mean=mean, std=std, image_shape=(16, 16, 1),
+        aug = pipelines.build_augmenter(spec, mean=mean, image_shape=(16, 16, 1),
                                         pca_stats=layers.pca_lighting_stats(x), seed=0)
-        model = zoo.create_model("test_vgg", num_classes=4)
+        model = zoo.create_model("test_vgg", num_classes=4, preprocessing={
+            "image_shape": (16, 16, 1), "mean": mean, "std": std})
         wrapper = pipelines.AugmentedModel(model, aug)
         wrapper.compile(optimizer="sgd", loss="categorical_crossentropy", metrics=["accuracy"])
         inputs = {"images": x, "labels": y} if spec.mixes_labels else x
@@ -324,10 +331,9 @@ JAX_SCRIPT = textwrap.dedent("""
         draw = np.asarray(aug(x[:4], training=True))
         path = tempfile.mkdtemp() + "/t.keras"
         tta_model = tta.TTAModel(model, "10crop")
-        probs = np.asarray(tta_model.predict(datasets.normalize(x, mean, std), verbose=0))
+        probs = np.asarray(tta_model.predict(x, verbose=0))
         tta_model.save(path)
-        again = np.asarray(keras.saving.load_model(path).predict(
-            datasets.normalize(x, mean, std), verbose=0))
+        again = np.asarray(keras.saving.load_model(path).predict(x, verbose=0))
         results[preset] = {"loss": float(history.history["loss"][0]), "changed": changed,
                            "shape": list(draw.shape), "dtype": str(draw.dtype),
                            "tta_diff": float(np.abs(probs - again).max())}
@@ -351,9 +357,9 @@ def test_on_device_stack_trains_a_model_under_jax(jax_env):
 
 def test_grayscale_drops_randaugment_with_a_notice(capsys):
     augmenter = pipelines.build_augmenter(pipelines.resolve_spec("strong"), mean=[0.1],
-                                          std=[0.3], image_shape=(32, 32, 1))
+                                          image_shape=(32, 32, 1))
     names = [layer.name for layer in augmenter.layers]
-    assert names == ["pad_crop_flip", "erasing", "standardize"]
+    assert names == ["pad_crop_flip", "erasing"]
     assert "RandAugment left out: its colour operations need RGB" in capsys.readouterr().err
     out = pipelines.apply_augmenter(augmenter, np.full((2, 32, 32, 1), 128, np.uint8))[0]
     assert out.shape == (2, 32, 32, 1)

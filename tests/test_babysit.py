@@ -59,12 +59,13 @@ def test_checks_flag_a_huge_init_and_a_huge_learning_rate(tmp_path, data, monkey
     blow_up_init(monkeypatch)
     huge = tiny_config(tmp_path, model="test_vgg", batch_norm=False)
     first, _ = babysit.initial_loss_check(huge, data["x_train"], data["y_train"], 10,
-                                          data["input_shape"])
+                                          data["input_shape"], data["contract"])
     assert first.status == "fail" and "far too high" in first.message, first.line()
     monkeypatch.undo()
     wild = tiny_config(tmp_path, model="test_vgg", optimizer="sgd", lr=10.0, batch_norm=False)
     result = babysit.overfit_check(wild, data["x_train"], data["y_train"], 10,
-                                   data["input_shape"], examples=20, max_steps=15)
+                                   data["input_shape"], data["contract"], examples=20,
+                                   max_steps=15)
     assert result.status == "fail" and "could not overfit 20 examples with sgd lr=10" in \
         result.message
     with pytest.raises(babysit.SanityCheckError, match="overfit"):
@@ -89,7 +90,7 @@ def test_check_flag_stops_training_with_a_clear_message(tmp_path, monkeypatch, c
 def test_lr_finder_suggests_a_rate_inside_the_sweep(tmp_path, data):
     config = tiny_config(tmp_path, optimizer="momentum")
     keras.utils.set_random_seed(0)
-    model = training.build_model(config, 10, data["input_shape"])
+    model = training.build_model(config, 10, data["input_shape"], data["contract"])
     before = [w.copy() for w in model.get_weights()]
     result = babysit.find_lr(model, data["x_train"], data["y_train"], config, min_lr=1e-5,
                              max_lr=10.0, num_steps=40, plot_path=tmp_path / "lr.png")
@@ -162,7 +163,7 @@ def test_bad_lr_flags_stop_at_argument_parsing(argv, message, capsys):
     ("finetune", ["--from", "x.keras", "--num-classes", "5", "--unfreeze", "some"],
      "argument --unfreeze: 'some' is not accepted; expected none, all or a number"),
     ("finetune", ["--from", "missing.keras", "--num-classes", "5"],
-     "from='missing.keras' is not accepted; expected an existing .keras file"),
+     "argument --from: model='missing.keras' is not accepted; expected an existing .keras file"),
 ])
 def test_bad_script_arguments_stop_at_parsing(script, argv, message, capsys):
     module = __import__(script)

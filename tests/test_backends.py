@@ -125,8 +125,8 @@ for name, options in runs.items():
     out = Path(tempfile.mkdtemp())
     metrics = train(tiny_config(out, limit_train=64, limit_test=32, **options))
     run = RunDir(out / "run")
-    shape = tuple(run.read_config()["input_shape"])
-    x = np.random.default_rng(0).normal(size=(4, *shape)).astype("float32")
+    shape = tuple(run.read_config()["contract"]["image_shape"])
+    x = np.random.default_rng(0).integers(0, 256, (4, *shape)).astype("uint8")
     model = keras.saving.load_model(run.path / "model.keras")
     results[name] = {
         "accuracy": metrics["test_accuracy"], "backend": run.read_config()["backend"],
@@ -258,11 +258,11 @@ import zoo
 from augment import datasets
 keras.utils.set_random_seed(0)
 ds = datasets.load_dataset("mnist_sample", limit_train=512, limit_test=256)
-x_train, x_test = (datasets.pad_to(x, 32) for x in (ds.x_train, ds.x_test))
-mean, std = datasets.channel_stats(x_train)
-x_train, x_test = (datasets.normalize(x, mean, std) for x in (x_train, x_test))
+x_train, x_test = ds.x_train, ds.x_test  # raw uint8 digits: the model pads and normalizes
+mean, std = datasets.channel_stats(x_train, (32, 32))
 
-model = zoo.create_model("lenet5")  # a torch.nn.Module under this backend
+model = zoo.create_model("lenet5", preprocessing={  # a torch.nn.Module under this backend
+    "image_shape": (28, 28, 1), "mean": mean, "std": std})
 optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
 x, y = torch.from_numpy(x_train), torch.from_numpy(ds.y_train)
 

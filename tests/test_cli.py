@@ -36,20 +36,21 @@ def test_script_end_to_end_on_real_mnist(script, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     if script == "train.py":
-        assert "lenet5 takes images of at least 32x32: padding the 28x28 images to 32x32" \
+        assert "lenet5 takes images of at least 32x32: the model pads the 28x28 images to 32x32" \
             in result.stderr
     config = json.loads((out / "config.json").read_text())
     metrics = json.loads((out / "metrics.json").read_text())
     assert config["model"] == "lenet5" and config["image_size"] == 32
     assert config["data_source"].endswith("mnist") and config["num_train"] == 360
-    assert len(config["normalization"]["mean"]) == 1
+    assert len(config["contract"]["mean"]) == 1 and config["contract"]["image_shape"] == [28, 28, 1]
     assert metrics["epochs_completed"] == 2 and len(metrics["history"]["loss"]) == 2
     for key in ("test_loss", "test_accuracy", "wall_time_s", "train_images_per_sec"):
         assert metrics[key] > 0
     assert metrics["test_accuracy"] > 0.5  # two epochs on 360 digits already learn something
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     model = keras.saving.load_model(out / "model.keras")
-    assert model.input_shape == (None, 32, 32, 1)
+    assert model.contract.image_shape == (28, 28, 1)
+    assert model.network.input_shape == (None, 32, 32, 1)
     assert (out / "checkpoints" / "best.keras").exists()
     assert not (out / "backup").exists()  # removed once the run finished
 
@@ -110,16 +111,20 @@ def test_training_from_imagenet_weights_offline(tmp_path, capsys):
     cli.main(["--model", "resnet18", "--option", "widths=[4,8,8,8]", "--weights", str(weights),
               "--dataset", "mnist_sample", "--limit-train", "32", "--limit-test", "16",
               "--epochs", "1", "--batch-size", "16", "--out", str(out), "--verbose", "0"])
-    assert "resnet18 takes images of at least 32x32: resizing the 28x28 images to 32x32" in \
-        capsys.readouterr().err
+    assert "resnet18 takes images of at least 32x32: the model resizes the 28x28 images to " \
+        "32x32" in capsys.readouterr().err
     config = json.loads((out / "config.json").read_text())
     assert config["weights"] == str(weights) and config["input_shape"] == [32, 32, 3]
-    np.testing.assert_allclose(config["normalization"]["mean"], catalog.IMAGENET_MEAN)
-    np.testing.assert_allclose(config["normalization"]["std"], catalog.IMAGENET_STD)
+    np.testing.assert_allclose(config["contract"]["mean"], catalog.IMAGENET_MEAN)
+    np.testing.assert_allclose(config["contract"]["std"], catalog.IMAGENET_STD)
     assert config["model_config"]["padding"] == "symmetric"
     model = keras.saving.load_model(out / "model.keras")
-    assert model.pretrained["file"] == "resnet18.safetensors"
-    assert model.pretrained["class_names"] is None  # 10 classes: the head was new
+    assert model.network.pretrained["file"] == "resnet18.safetensors"
+    assert model.network.pretrained["class_names"] is None  # 10 classes: the head was new
+    # The model takes the raw grayscale digits: resized, repeated to RGB, normalized inside.
+    assert model.contract.image_shape == (28, 28, 1) and model.contract.fit == "resize"
+    np.testing.assert_allclose(model.contract.mean, catalog.IMAGENET_MEAN)
+    assert model.contract.class_names == tuple(str(i) for i in range(10))
 
 
 def test_recipes_parse_and_match_their_papers():

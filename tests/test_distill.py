@@ -26,7 +26,8 @@ def test_a_student_reaches_its_teachers_accuracy(tmp_path):
     assert report["teacher_test"]["accuracy"] == pytest.approx(teacher["test_accuracy"])
     assert report["temperature"] == ensembles.distill.TEMPERATURE
     saved = keras.saving.load_model(tmp_path / "student" / "run" / "model.keras")
-    assert isinstance(saved, zoo.ResNet)  # the student alone, 1x the inference cost
+    # The student alone (1x the inference cost), raw images in.
+    assert isinstance(saved, zoo.Classifier) and isinstance(saved.network, zoo.ResNet)
     assert json.loads((tmp_path / "student" / "run" / "config.json").read_text())[
         "distill_from"] == str(path)
 

@@ -73,7 +73,7 @@ def test_train_in_mixed_precision_with_on_device_augmentation(tmp_path):
     # Restored after the run; the saved model rebuilds under the policy of the loader.
     assert keras.config.dtype_policy().name == "float32"
     loaded = keras.saving.load_model(Path(config.out) / "model.keras", compile=False)
-    out = loaded(np.zeros((1,) + loaded.input_shape[1:], "float32"))
+    out = loaded(np.zeros((1, *loaded.contract.image_shape), "uint8"))
     assert keras.backend.standardize_dtype(out.dtype) == "float32"
 
 
@@ -87,8 +87,8 @@ def test_augmentation_stacks_stay_float32_under_mixed_precision(preset, precisio
     y = keras.utils.to_categorical([0, 1, 2, 3], 10)
     with scale.precision_policy(precision):
         augmenter = pipelines.build_augmenter(
-            pipelines.resolve_spec(preset), mean=[0.5] * 3, std=[0.25] * 3,
-            image_shape=(32, 32, 3), dataset="cifar10")
+            pipelines.resolve_spec(preset), mean=[0.5] * 3, image_shape=(32, 32, 3),
+            dataset="cifar10")
         images, labels = pipelines.apply_augmenter(
             augmenter, x, y if preset in ("mixup", "cutmix") else None)
     assert keras.backend.standardize_dtype(images.dtype) == "float32"

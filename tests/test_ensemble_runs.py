@@ -53,7 +53,7 @@ def test_independent_members_are_separate_resumable_jobs(tmp_path):
     assert len(report["member_accuracy"]) == 2 and 0.0 <= report["disagreement"] <= 1.0
     assert report["member_test_accuracy"][1] == pytest.approx(member_1["test_accuracy"])
     saved = json.loads((tmp_path / "ind" / "config.json").read_text())
-    assert saved["ensemble"] == "independent" and "normalization" in saved
+    assert saved["ensemble"] == "independent" and "contract" in saved
 
     # scripts/ensemble.py combines finished runs (here the two members).
     out = tmp_path / "combined"

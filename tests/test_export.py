@@ -43,39 +43,63 @@ def ensemble_of(members):
     return export.average_models(members, name="ensemble")
 
 
-def normalized(images, mean, std, size):
-    """The in-memory reference input: padded (or resized) and normalized as in training."""
-    if images.shape[1] <= size[0] and images.shape[2] <= size[1]:
-        padded = datasets.pad_to(images, size[0]) if images.shape[1] != size[0] else images
-        return datasets.normalize(padded, np.asarray(mean), np.asarray(std))
-    resized = keras.ops.convert_to_numpy(keras.ops.image.resize(
-        images.astype("float32"), size, interpolation="bilinear", antialias=True))
-    return datasets.normalize(resized, np.asarray(mean), np.asarray(std))
+def old_path(images, mean, std, size, fit="pad"):
+    """The reference input the network gets, computed as before the models
+    carried their contract: numpy centred padding (or a resize; always with
+    fit="resize"), then (x / 255 - mean) / std."""
+    if fit == "pad" and images.shape[1] <= size[0] and images.shape[2] <= size[1]:
+        top, left = (size[0] - images.shape[1]) // 2, (size[1] - images.shape[2]) // 2
+        fitted = np.pad(images, [(0, 0), (top, size[0] - images.shape[1] - top),
+                                 (left, size[1] - images.shape[2] - left), (0, 0)])
+    else:
+        fitted = keras.ops.convert_to_numpy(keras.ops.image.resize(
+            images.astype("float32"), size, interpolation="bilinear", antialias=True))
+    return (fitted.astype(np.float32) / 255 - np.float32(mean)) / np.float32(std)
 
 
 def predict(model, images):
     return keras.ops.convert_to_numpy(model(images, training=False))
 
 
+def classifier(name, raw_shape, mean, std, **options):
+    """Zoo model `name` taking raw images of `raw_shape`, normalized with mean/std."""
+    return zoo.create_model(name, **options, preprocessing={
+        "image_shape": raw_shape, "mean": mean, "std": std, "dataset": "mnist",
+        "class_names": [str(i) for i in range(10)]})
+
+
 def make_case(name):
-    """(model or wrapper for the reference, raw uint8 images, mean, std, serving kwargs)."""
+    """(the model, raw uint8 images, the reference probabilities, serving kwargs).
+    The reference is the network on the old path's input, so the export is
+    checked against the preprocessing the models did before they carried it."""
     keras.utils.set_random_seed(1)
     gray, rgb = ([0.13], [0.31]), ([0.49, 0.48, 0.45], [0.25, 0.24, 0.26])
+    kwargs = {}
     if name == "lenet5":  # MNIST-sized 28x28 images padded to 32x32 inside the graph
-        return zoo.create_model("lenet5"), RNG.integers(0, 256, (5, 28, 28, 1), np.uint8), *gray, {}
-    if name == "test_resnet":  # 3 channels, 12x12 padded to 16x16
-        model = zoo.create_model("test_resnet", input_shape=(16, 16, 3))
-        return model, RNG.integers(0, 256, (4, 12, 12, 3), np.uint8), *rgb, {}
-    if name == "test_vgg_resize":  # larger images are resized, fixed raw size
-        model = zoo.create_model("test_vgg")
+        model, images = classifier("lenet5", (28, 28, 1), *gray), RNG.integers(
+            0, 256, (5, 28, 28, 1), np.uint8)
+    elif name == "test_resnet":  # 3 channels, 12x12 padded to 16x16
+        model = classifier("test_resnet", (12, 12, 3), *rgb, input_shape=(16, 16, 3))
+        images = RNG.integers(0, 256, (4, 12, 12, 3), np.uint8)
+    elif name == "test_vgg_resize":  # larger images are resized, fixed raw size
+        model = classifier("test_vgg", (24, 20, 1), *gray)
         images = RNG.integers(0, 256, (3, 24, 20, 1), np.uint8)
-        return model, images, *gray, {"raw_shape": (24, 20, 1)}
-    if name == "ensemble_tta":  # soft voting over 10 views of each image
-        members = [zoo.create_model("test_resnet"), zoo.create_model("test_alexnet")]
-        return ensemble_of(members), RNG.integers(0, 256, (4, 16, 16, 1), np.uint8), *gray, {
-            "tta": "10crop", "crop_padding": 4}
-    # the other families at their input size
-    return zoo.create_model(name), RNG.integers(0, 256, (3, 16, 16, 1), np.uint8), *gray, {}
+        kwargs = {"raw_shape": (24, 20, 1)}
+    elif name == "ensemble_tta":  # soft voting over 10 views of each image, members of two sizes
+        model = ensemble_of([classifier("test_resnet", (16, 16, 1), *gray),
+                             classifier("test_alexnet", (16, 16, 1), [0.2], [0.25],
+                                        input_shape=(20, 20, 1))])
+        images = RNG.integers(0, 256, (4, 16, 16, 1), np.uint8)
+        kwargs = {"tta": "10crop"}
+        tta = augment_tta.TTAModel(model, "10crop", **augment_tta.evaluation_settings())
+        return model, images, predict(tta, images), kwargs
+    else:  # the other families at their input size
+        model, images = classifier(name, (16, 16, 1), *gray), RNG.integers(
+            0, 256, (3, 16, 16, 1), np.uint8)
+    network = model.network
+    c = model.contract
+    reference = predict(network, old_path(images, c.mean, c.std, network.input_shape[1:3]))
+    return model, images, reference, kwargs
 
 
 CASES = ("lenet5", "test_alexnet", "test_vgg_resize", "test_googlenet", "test_resnet",
@@ -84,8 +108,9 @@ FORMATS = tuple(export.FORMATS)
 
 
 def write_run(directory, dataset, seed):
-    """A training run's model.keras (random LeNet-5) and config.json: MNIST
-    normalization, a 4-pixel training crop (TTA shift 2, black fill)."""
+    """A training run the previous release wrote: a bare model.keras (random
+    LeNet-5, normalized input) and config.json with MNIST normalization and a
+    4-pixel training crop."""
     directory.mkdir()
     keras.utils.set_random_seed(seed)
     model = zoo.create_model("lenet5")
@@ -105,24 +130,19 @@ def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
     out = {}
     for name in CASES:
-        model, images, mean, std, kwargs = make_case(name)
-        size = export.model_input_shape(model)[:2]
-        net = model if "tta" not in kwargs else augment_tta.TTAModel(
-            model, kwargs["tta"], **augment_tta.evaluation_settings(mean, std,
-                                                                   kwargs["crop_padding"]))
-        reference = predict(net, normalized(images, mean, std, size))
+        model, images, reference, kwargs = make_case(name)
         for format in FORMATS:
             fixed = {"raw_shape": images.shape[1:]} if format != "savedmodel" else {}
-            serving = export.serving_model(model, mean, std, **{**kwargs, **fixed})
+            serving = export.serving_model(model, **{**kwargs, **fixed})
             export.export_model(serving, root / f"{name}_{format}", format)
             out[name, format] = (root / f"{name}_{format}", images, reference)
-    # TTA through the script, which reads config.json (dataset mnist: 28x28 for
-    # the fixed-size formats).
-    model = write_run(root / "run", "mnist", seed=2)
+    # TTA through the script, on a run the previous release wrote (upgraded on
+    # load; dataset mnist: 28x28 for the fixed-size formats).
+    network = write_run(root / "run", "mnist", seed=2)
     images = RNG.integers(0, 256, (4, 28, 28, 1), np.uint8)
-    mean, std = [0.1307], [0.3081]
-    tta_model = augment_tta.TTAModel(model, "10crop", padding=2, fill_value=[-mean[0] / std[0]])
-    reference = predict(tta_model, normalized(images, mean, std, (32, 32)))
+    upgraded = zoo.Classifier(network, {"image_shape": (28, 28, 1), "mean": [0.1307],
+                                        "std": [0.3081]})
+    reference = predict(augment_tta.TTAModel(upgraded, "10crop", padding=2), images)
     for format in FORMATS:
         assert load_script("export").main([str(root / "run" / "model.keras"), "--out",
                                            str(root / f"tta_{format}"), "--tta", "10crop",
@@ -230,6 +250,11 @@ def test_metadata_describes_the_input(exported):
     meta = json.loads((exported["tta", "savedmodel"][0] / export.METADATA_FILE).read_text())
     assert meta["input"]["shape"] == [None, None, None, 1] and meta["input"]["dtype"] == "uint8"
     assert meta["tta"] == "10crop" and meta["class_names"] == datasets.MNIST_CLASSES
+    assert meta["contract"]["image_shape"] == [28, 28, 1] and meta["contract"]["fit"] == "pad"
+    assert meta["preprocessing"].startswith("28x28x1 uint8 images (others zero-padded")
+    ensemble = json.loads((exported["ensemble_tta", "savedmodel"][0]
+                           / export.METADATA_FILE).read_text())
+    assert [m["mean"] for m in ensemble["members"]] == [[0.13], [0.2]]
     assert meta["num_classes"] == 10 and meta["format"] == "savedmodel"
     assert meta["fixed_size"] is None and meta["runtime"] == "tf"
     fixed = json.loads((exported["test_vgg_resize", "savedmodel"][0]
@@ -247,7 +272,7 @@ def test_metadata_describes_the_input(exported):
 
 
 def test_fixed_size_formats_refuse_a_dynamic_size(tmp_path):
-    serving = export.serving_model(zoo.create_model("test_resnet"), [0.1], [0.3])
+    serving = export.serving_model(classifier("test_resnet", (16, 16, 1), [0.1], [0.3]))
     for format in ("onnx", "litert"):
         with pytest.raises(ValueError, match=rf"raw_shape=\(None, None, 1\) is not accepted; "
                                              rf"expected a fixed .*{format} cannot hold"):
@@ -266,7 +291,7 @@ def test_a_format_without_its_packages_or_a_failing_writer_leaves_nothing(tmp_pa
         raise OSError("disk full")
 
     monkeypatch.setitem(export.FORMATS, "onnx", dataclasses.replace(onnx, write=broken))
-    serving = export.serving_model(zoo.create_model("test_resnet"), [0.1], [0.3],
+    serving = export.serving_model(classifier("test_resnet", (16, 16, 1), [0.1], [0.3]),
                                    raw_shape=(16, 16, 1))
     with pytest.raises(OSError, match="disk full"):
         export.export_model(serving, tmp_path / "out", "onnx")
@@ -274,8 +299,9 @@ def test_a_format_without_its_packages_or_a_failing_writer_leaves_nothing(tmp_pa
 
 
 def test_int8_litert_export_reports_its_cost(tmp_path, capsys):
-    """Calibrated on the run's training images (the embedded MNIST sample), the
-    cost measured on its test split in export.json; predict.py serves the file."""
+    """Calibrated on training images of the dataset the model names (the
+    embedded MNIST sample), the cost measured on its test split in export.json;
+    predict.py serves the file."""
     write_run(tmp_path / "run", "mnist_sample", seed=3)
     out = tmp_path / "int8"
     assert load_script("export").main([str(tmp_path / "run" / "model.keras"), "--out", str(out),
@@ -395,13 +421,18 @@ def test_runtime_rejects_what_the_checks_let_through(exported, format, match):
 def test_export_script_errors(tmp_path, capsys):
     script = load_script("export")
     model_path = tmp_path / "model.keras"
-    zoo.create_model("test_resnet").save(model_path)
+    zoo.create_model("test_resnet").save(model_path)  # a bare network
+    contract_path = tmp_path / "contract.keras"
+    classifier("test_resnet", (16, 16, 1), [0.1], [0.3]).save(contract_path)
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "config.json").write_text("{}")
     (tmp_path / "junk.keras").write_text("not a zip archive")
     for argv, match in [
         ([str(model_path), "--out", str(tmp_path / "a")],
-         "no config.json beside .*pass --mean and --std"),
+         r"model.keras' is a bare network \(no input contract and no run config.json beside it\): "
+         "pass --mean and --std"),
+        ([str(contract_path), "--out", str(tmp_path / "a"), "--mean", "0.1", "--std", "0.3"],
+         "--mean/--std are not accepted for .*carries its own normalization"),
         ([str(model_path), "--out", str(tmp_path / "a"), "--mean", "0.1"],
          "--mean and --std go together"),
         ([str(model_path), "--out", str(tmp_path / "a"), "--tta", "3crop"],
@@ -409,11 +440,12 @@ def test_export_script_errors(tmp_path, capsys):
         ([str(tmp_path / "nope.keras"), "--out", str(tmp_path / "a")],
          "MODEL.keras=.*nope.keras' is not accepted \\(a missing file\\); expected a model "),
         ([str(model_path), "--out", str(tmp_path / "a"), "--mean", "0.1,0.2", "--std", "0.3,0.3"],
-         r"mean/std=.* is not accepted; expected 1 values each"),
+         r"--mean/--std: mean/std=.* is not accepted; expected one mean and one std >= 0 per "
+         r"channel"),
         ([str(tmp_path / "other" / "config.json"), "--out", str(tmp_path / "a")],
          r"config.json' is not accepted \(not a .keras file\); expected a model saved as .keras"),
         ([str(tmp_path / "junk.keras"), "--out", str(tmp_path / "a")],
-         r"junk.keras' is not accepted: it does not load as a Keras model"),
+         r"junk.keras' is not accepted; expected a model saved as .keras \(it does not load"),
         ([str(model_path), "--out", str(tmp_path / "a"), "--format", "tflite"],
          r"--format='tflite' is not accepted; expected one of savedmodel, onnx, litert"),
         ([str(model_path), "--out", str(tmp_path / "a"), "--format", "onnx", "--quantize", "int8"],
@@ -423,34 +455,29 @@ def test_export_script_errors(tmp_path, capsys):
          r"--quantize='fp8' is not accepted; expected one of int8 for --format litert"),
         ([str(model_path), "--out", str(tmp_path / "a"), "--format", "litert", "--quantize", "int8",
           "--mean", "0.1", "--std", "0.3"],
-         r"--quantize='int8' needs the run's training images: dataset=None is not accepted"),
+         r"--quantize='int8' needs training images: dataset=None is not accepted; expected a "
+         r"model whose contract names the dataset"),
     ]:
         with pytest.raises(SystemExit):
             script.main(argv)
         assert re.search(match, capsys.readouterr().err), argv
 
 
-def test_serving_model_rejects_bad_raw_shape():
-    model = zoo.create_model("test_resnet")
+def test_serving_model_rejects_bad_raw_shape_and_bare_networks():
+    model = classifier("test_resnet", (16, 16, 1), [0.1], [0.3])
     with pytest.raises(ValueError, match=r"raw_shape=\(16, 16, 3\) is not accepted; expected "
                                          r"\(height, width, 1\)"):
-        export.serving_model(model, [0.1], [0.3], raw_shape=(16, 16, 3))
-
-
-def test_fit_to_size_round_trips():
-    layer = export.FitToSize(32, 32)
-    clone = export.FitToSize.from_config(layer.get_config())
-    images = RNG.integers(0, 256, (2, 28, 28, 1), np.uint8)
-    padded = keras.ops.convert_to_numpy(clone(images))
-    np.testing.assert_array_equal(padded, datasets.pad_to(images, 32).astype("float32"))
+        export.serving_model(model, raw_shape=(16, 16, 3))
+    with pytest.raises(ValueError, match=r"model='test_resnet' is not accepted; expected a model "
+                                         r"that carries its input contract"):
+        export.serving_model(zoo.create_model("test_resnet"))
 
 
 def test_tta_evaluation_settings_mirror_training():
-    # Black border (the normalized value of pixel 0), half the training crop padding, 4 if none.
-    assert augment_tta.evaluation_settings([0.5], [0.25], 4) == {"padding": 2, "fill_value": [-2.0]}
-    assert augment_tta.evaluation_settings([0.5, 0.2], [0.0, 0.1], 0) == {
-        "padding": 2, "fill_value": [-0.5, -2.0]}
-    assert augment_tta.evaluation_settings([0.5], [0.25], 8)["padding"] == 4
+    # Half the training crop padding, 2 pixels when training used none.
+    assert augment_tta.evaluation_settings(4) == {"padding": 2}
+    assert augment_tta.evaluation_settings(0) == {"padding": 2}
+    assert augment_tta.evaluation_settings(8) == {"padding": 4}
 
 
 def test_export_script_from_imagenet_weights(tmp_path, capsys):
@@ -463,15 +490,15 @@ def test_export_script_from_imagenet_weights(tmp_path, capsys):
                         "--out", str(tmp_path / "r18")]) == 0
     info = json.loads((tmp_path / "r18" / export.METADATA_FILE).read_text())
     assert info["class_names"][:2] == ["tench", "goldfish"] and info["num_classes"] == 1000
-    assert info["mean"] == [0.485, 0.456, 0.406] and info["model_input_shape"] == [224, 224, 3]
-    assert info["preprocessing"].startswith("resize (bilinear) to the model input")
+    contract = info["contract"]
+    assert contract["mean"] == [0.485, 0.456, 0.406] and contract["image_shape"] == [224, 224, 3]
+    assert contract["fit"] == "resize" and contract["dataset"] == "imagenet"
+    assert info["models"] == [{"model": "imagenet:resnet18", "weights": "resnet18.safetensors"}]
     serve = tf.saved_model.load(str(tmp_path / "r18")).signatures["serve"]
     images = RNG.integers(0, 256, (2, 40, 32, 3), np.uint8)
-    model = zoo.create_model("resnet18", weights=weights)
-    resized = keras.ops.image.resize(images.astype("float32"), (224, 224),
-                                     interpolation="bilinear", antialias=True)
-    expected = predict(model, datasets.normalize(keras.ops.convert_to_numpy(resized),
-                                                 np.float32(info["mean"]), np.float32(info["std"])))
+    model = zoo.create_model("resnet18", weights=weights).network
+    expected = predict(model, old_path(images, contract["mean"], contract["std"], (224, 224),
+                                       fit="resize"))
     exported = serve(images=tf.constant(images))["probabilities"].numpy()
     np.testing.assert_allclose(exported, expected, atol=TOLERANCE)
     for argv, message in (

@@ -72,12 +72,15 @@ def test_normalization_statistics_exclude_the_validation_images():
     config = training.TrainConfig(dataset="mnist_sample", limit_train=200, val_split=0.5,
                                   image_size=None)
     data = training.prepare_data(config)
-    mean, std = datasets.channel_stats(data["x_train_raw"])
-    assert data["mean"] == pytest.approx(mean.tolist()) and data["std"] == pytest.approx(
+    # lenet5 takes 32x32: the statistics are those of the padded training images.
+    assert data["input_shape"] == (32, 32, 1) and data["x_train"].shape[1:] == (28, 28, 1)
+    mean, std = datasets.channel_stats(data["x_train"], (32, 32))
+    contract = data["contract"]
+    assert contract.mean == pytest.approx(mean.tolist()) and contract.std == pytest.approx(
         std.tolist())
-    everything = datasets.channel_stats(np.concatenate([data["x_train_raw"],
-                                                        data["x_val_raw"]]))[0]
-    assert data["mean"] != pytest.approx(everything.tolist(), abs=1e-6)
+    everything = datasets.channel_stats(np.concatenate([data["x_train"], data["x_val"]]),
+                                        (32, 32))[0]
+    assert contract.mean != pytest.approx(everything.tolist(), abs=1e-6)
 
 
 def test_small_images_are_padded_for_checks_and_the_tuner(tmp_path, capsys):
@@ -89,7 +92,7 @@ def test_small_images_are_padded_for_checks_and_the_tuner(tmp_path, capsys):
                                   out=str(tmp_path / "search"), verbose=0)
     results = babysit.run_checks(config, examples=8, max_steps=2, log=None)
     assert [r.name for r in results] == ["initial loss", "regularization", "overfit"]
-    assert "padding the 28x28 images to 32x32" in capsys.readouterr().err
+    assert "the model pads the 28x28 images to 32x32" in capsys.readouterr().err
     rows = search_run.run_search("lenet", config, tmp_path / "search", max_trials=1,
                                  scale="tiny", verbose=0, run_eagerly=True)
     assert len(rows) == 1 and rows[0]["val_accuracy"] is not None

@@ -15,10 +15,12 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 def test_monitor_summarizes_many_layers_and_finds_dead_relus(data):
     keras.utils.set_random_seed(0)
-    model = zoo.create_model("test_resnet", num_classes=10, input_shape=data["input_shape"])
+    model = zoo.create_model("test_resnet", num_classes=10, input_shape=data["input_shape"],
+                             preprocessing=data["contract"].to_config())
     model.compile(optimizer="sgd", loss="categorical_crossentropy")
-    monitor = monitors.TrainingMonitor(data["x_val"][:32], data["y_val"][:32], update_every=1,
-                                       max_layers=2)
+    # The network inside the raw-image model is watched, on the probe as it sees it.
+    monitor = monitors.make_monitor(data, model, probe_size=32, update_every=1, max_layers=2)
+    assert monitor.net is model.network and monitor.probe_x.shape[1:] == data["input_shape"]
     history = model.fit(data["x_train"][:64], data["y_train"][:64], batch_size=32, epochs=1,
                         callbacks=[monitor], verbose=0).history
     assert {"update_ratio/median", "grad_norm/max", "act_std/min", "dead_frac/mean"} <= set(

@@ -91,10 +91,13 @@ def test_keras_applications_parity(name, keras_resnet50, tmp_path):
         verify_weights.write_keras_h5(reference, path)
         x = verify_weights.images(4, 32, 32, seed=2)
         expected = reference.predict(verify_weights.keras_preprocess(name, x), verbose=0)
-    model = zoo.create_model(name, weights=path, input_shape=(32, 32, 3),
-                             classifier_activation="linear")
-    result = verify_weights.compare(expected, verify_weights.zoo_logits(model, x))
+    classifier = zoo.create_model(name, weights=path, input_shape=(32, 32, 3),
+                                  classifier_activation="linear")
+    # The model takes the raw images and normalizes them as the weights expect.
+    result = verify_weights.compare(expected, verify_weights.zoo_logits(classifier, x))
     assert result["ok"], result
+    model = classifier.network
+    assert classifier.contract.class_names[0] == "tench" and classifier.contract.fit == "resize"
     recorded = model.pretrained
     assert recorded["source"] == "keras" and recorded["file"] == path.name
     assert len(recorded["class_names"]) == 1000 and recorded["class_names"][0] == "tench"
@@ -134,7 +137,8 @@ def test_keras_resnet_needs_its_layout(keras_resnet50):
 
 def test_new_head_when_the_classes_differ(keras_resnet50, capsys):
     path = keras_resnet50[0]
-    model = zoo.create_model("resnet50", weights=path, input_shape=(32, 32, 3), num_classes=10)
+    model = zoo.create_model("resnet50", weights=path, input_shape=(32, 32, 3),
+                             num_classes=10).network
     message = capsys.readouterr().err
     assert "but not into predictions (the file's classifier has 1000 classes, the model 10)" \
         in message
@@ -219,7 +223,7 @@ def check_mapping(name, model, state):
 @pytest.mark.parametrize("name", list(TORCHVISION_CASES))
 def test_torchvision_mapping_on_numpy_state_dicts(name, torchvision_files):
     options, state, path = torchvision_files[name]
-    model = zoo.create_model(name, weights=path, **options)
+    model = zoo.create_model(name, weights=path, **options).network
     check_mapping(name, model, state)
     recorded = model.pretrained
     assert recorded["source"] == "torchvision" and recorded["class_names"][1] == "goldfish"
@@ -232,7 +236,7 @@ def test_torchvision_mapping_on_numpy_state_dicts(name, torchvision_files):
 def test_pth_through_torch_load_weights_only(torchvision_files, tmp_path):
     options, state, _ = torchvision_files["resnet50"]
     model = zoo.create_model("resnet50", weights=save(state, tmp_path / "r.pth"), **options)
-    check_mapping("resnet50", model, state)
+    check_mapping("resnet50", model.network, state)
 
 
 def test_pth_without_torch_names_the_way_out(torchvision_files, tmp_path, monkeypatch):
@@ -287,13 +291,16 @@ def test_a_file_without_classifier_gives_a_new_head(torchvision_files, tmp_path,
     model = zoo.create_model("resnet50", weights=save(backbone, tmp_path / "b.safetensors"),
                              **options)
     assert "predictions (the file has no classifier)" in capsys.readouterr().err
-    assert model.pretrained["class_names"] is None and model.pretrained["num_classes"] is None
+    pretrained = model.network.pretrained
+    assert pretrained["class_names"] is None and pretrained["num_classes"] is None
+    assert model.contract.class_names is None
 
 
 def test_googlenet_aux_heads_stay_new_and_file_aux_heads_are_ignored(tmp_path, capsys):
     state = state_dicts.googlenet(width=1 / 16, aux=True)
     path = save(state, tmp_path / "googlenet.safetensors")
-    model = zoo.create_model("googlenet", weights=path, width_scale=1 / 16, input_shape=(80, 80, 3))
+    model = zoo.create_model("googlenet", weights=path, width_scale=1 / 16,
+                             input_shape=(80, 80, 3)).network
     assert not model.aux_logits and model.get_config()["branch5_kernel"] == 3
     model = zoo.create_model("googlenet", weights=path, width_scale=1 / 16, aux_logits=True,
                              input_shape=(80, 80, 3))
@@ -367,20 +374,22 @@ def test_pretrained_metadata_round_trips_through_keras_and_export(torchvision_fi
     model = zoo.create_model("vgg11", weights=path, **options)
     model.save(tmp_path / "m.keras")
     loaded = keras.saving.load_model(tmp_path / "m.keras")
-    assert loaded.pretrained == model.pretrained
-    assert type(model).from_config(model.get_config()).pretrained == model.pretrained
-    settings = export.pretrained_settings(loaded)
-    assert settings["fit"] == "resize" and settings["class_names"][0] == "tench"
-    serving = export.serving_model(loaded, settings["mean"], settings["std"], fit="resize")
+    assert loaded.network.pretrained == model.network.pretrained
+    assert loaded.contract == model.contract
+    assert type(model).from_config(model.get_config()).contract == model.contract
+    contract = loaded.contract
+    assert contract.fit == "resize" and contract.class_names[0] == "tench"
+    serving = export.serving_model(loaded)
     images = RNG.integers(0, 256, (2, 20, 24, 3), np.uint8)  # smaller: resized, not padded
     resized = keras.ops.image.resize(images.astype("float32"), (32, 32),
                                      interpolation="bilinear", antialias=True)
-    expected = model.predict((keras.ops.convert_to_numpy(resized) / 255
-                              - np.float32(settings["mean"])) / np.float32(settings["std"]),
-                             verbose=0)
+    expected = model.network.predict((keras.ops.convert_to_numpy(resized) / 255
+                                      - np.float32(contract.mean)) / np.float32(contract.std),
+                                     verbose=0)
     np.testing.assert_allclose(serving.predict(images, verbose=0), expected, atol=1e-6)
     info = export.export_model(serving, tmp_path / "exported")
-    assert info["preprocessing"].startswith("resize (bilinear) to the model input")
+    assert info["preprocessing"].startswith("32x32x3 uint8 images (others resized (bilinear)")
+    assert info["class_names"][0] == "tench"
 
 
 def test_serving_graph_is_keras_applications_caffe_pipeline(keras_resnet50):
@@ -392,8 +401,7 @@ def test_serving_graph_is_keras_applications_caffe_pipeline(keras_resnet50):
     path, _, _, reference = keras_resnet50
     model = zoo.create_model("resnet50", weights=path, input_shape=(32, 32, 3),
                              classifier_activation="linear")
-    settings = export.pretrained_settings(model)
-    serving = export.serving_model(model, settings["mean"], settings["std"], fit=settings["fit"])
+    serving = export.serving_model(model)
     images = RNG.integers(0, 256, (3, 24, 28, 3), np.uint8)
     resized = keras.ops.convert_to_numpy(keras.ops.image.resize(
         images.astype("float32"), (32, 32), interpolation="bilinear", antialias=True))

@@ -18,6 +18,7 @@ import pytest
 from zoo.cli import tune as tune_cli
 from zoo.search import space as search_space
 from zoo.search import tuners
+from zoo.contract import InputContract
 from zoo.search.hypermodel import ZooHyperModel
 from zoo.training import TrainConfig
 
@@ -46,21 +47,23 @@ def random_hp(hypermodel, seed):
 @pytest.mark.parametrize("family", search_space.families())
 def test_hypermodel_builds_sampled_models_and_trains_a_step(family):
     base = TrainConfig(**TINY)
-    hypermodel = ZooHyperModel(family, base, 10, (32, 32, 3), 2, scale="tiny",
-                                      run_eagerly=True)
+    contract = InputContract((32, 32, 3), [0.5] * 3, [0.25] * 3)
+    hypermodel = ZooHyperModel(family, base, 10, (32, 32, 3), contract, 2, scale="tiny",
+                               run_eagerly=True)
     hp = random_hp(hypermodel, seed=sum(map(ord, family)))
     assert set(search_space.COMMON_SPACE) - {"momentum"} <= set(hp.values)
-    model = hypermodel.build(hp)
+    classifier = hypermodel.build(hp)
+    model = classifier.network  # the sampled network, behind the raw-image front
     config = hypermodel.config_for(hp.values)
     v = hp.values
     # The sampled values reach the model and its optimizer through the TrainConfig.
     assert model.get_config()["activation"] == config.activation == v["activation"]
     assert model.get_config()["batch_norm"] is v["batch_norm"]
     assert model.get_config()["kernel_regularizer"] == {"l1": 0.0, "l2": v["l2"]}
-    assert model.optimizer.__class__.__name__ == {
+    assert classifier.optimizer.__class__.__name__ == {
         "momentum": "SGD", "nesterov": "SGD", "rmsprop": "RMSprop", "adam": "Adam"}[v["optimizer"]]
     if v["optimizer"] in ("momentum", "nesterov"):
-        assert model.optimizer.momentum == pytest.approx(v["momentum"])
+        assert classifier.optimizer.momentum == pytest.approx(v["momentum"])
     else:
         assert "momentum" not in v  # conditional: inactive for RMSProp and Adam
     if family == "resnet":
@@ -68,9 +71,9 @@ def test_hypermodel_builds_sampled_models_and_trains_a_step(family):
         assert model.get_config()["depths"] == [n, n]
     if family == "vgg":
         assert len(model.get_config()["convs_per_stage"]) == 2
-    x = np.random.default_rng(0).normal(size=(8, 32, 32, 3)).astype("float32")
+    x = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3)).astype("uint8")
     y = keras.utils.to_categorical(np.arange(8) % 10, 10)
-    logs = model.train_on_batch(x, y, return_dict=True)
+    logs = classifier.train_on_batch(x, y, return_dict=True)
     assert np.isfinite(logs["loss"])
 
 

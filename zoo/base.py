@@ -251,6 +251,18 @@ class ZooModel(keras.Model):
         return cls(**config)
 
 
+def auxiliary_loss(loss, y, y_pred, sample_weight=None):
+    """The loss given to `compile` (`loss`) on an auxiliary output (GoogLeNet's
+    heads), averaged over the batch as Keras' default reduction does."""
+    loss = keras.losses.get(loss)
+    if isinstance(loss, keras.losses.Loss):
+        return loss(y, y_pred, sample_weight)
+    values = loss(y, y_pred)
+    if sample_weight is not None:
+        values = values * keras.ops.cast(sample_weight, values.dtype)
+    return keras.ops.mean(values)
+
+
 def register_serializable(cls):
     return keras.saving.register_keras_serializable(package=PACKAGE)(cls)
 

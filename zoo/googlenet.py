@@ -20,7 +20,8 @@ import keras
 from keras import layers
 
 from zoo import resolve
-from zoo.base import ZooModel, common_arguments, register_serializable, split_options
+from zoo.base import (ZooModel, auxiliary_loss, common_arguments, register_serializable,
+                      split_options)
 from zoo.layers import LocalResponseNormalization
 from zoo.registry import register_family, register_model
 
@@ -165,19 +166,8 @@ class GoogLeNet(ZooModel):
         main, *aux = y_pred
         loss = super().compute_loss(x, y, main, sample_weight, training)
         for aux_pred in aux:
-            loss = loss + self.aux_weight * self._aux_loss(y, aux_pred, sample_weight)
+            loss = loss + self.aux_weight * auxiliary_loss(self.loss, y, aux_pred, sample_weight)
         return loss
-
-    def _aux_loss(self, y, y_pred, sample_weight=None):
-        """The loss given to `compile` (`self.loss`) on an auxiliary output,
-        averaged over the batch as Keras' default reduction does."""
-        loss = keras.losses.get(self.loss)
-        if isinstance(loss, keras.losses.Loss):
-            return loss(y, y_pred, sample_weight)
-        values = loss(y, y_pred)
-        if sample_weight is not None:
-            values = values * keras.ops.cast(sample_weight, values.dtype)
-        return keras.ops.mean(values)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         if isinstance(y_pred, (list, tuple)):

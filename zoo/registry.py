@@ -13,6 +13,7 @@ import dataclasses
 import fnmatch
 from collections.abc import Callable
 
+from zoo.contract import Classifier, InputContract
 from zoo.resolve import InputTooSmall
 
 _MODELS = {}
@@ -60,15 +61,24 @@ def min_input_size(name, channels=1, **kwargs):
     return 1
 
 
-def create_model(name, weights=None, **kwargs):
+def create_model(name, weights=None, preprocessing=None, **kwargs):
     """Builds a registered model; keyword arguments that are None are dropped, so
     command-line defaults never clobber a model's own defaults.
+
+    Without `weights` and `preprocessing` the result is the bare network, on
+    normalized images of its `input_shape`. Otherwise it is a
+    `zoo.contract.Classifier` that takes raw images (uint8, or floats in 0-255)
+    and carries its input contract: the weights' (their mean and std, images
+    resized to the network's input, the ImageNet class names when the head is
+    theirs), with `preprocessing` changing any of it.
 
     Args:
         name: a registered model.
         weights: None (random initialization), "keras" or "torchvision"
             (their published ImageNet weights, downloaded once), or the path of
             such a weights file; see `zoo.pretrained`.
+        preprocessing: `zoo.contract.InputContract` fields (a dict): the raw
+            `image_shape`, `mean`, `std` (of x / 255), `fit`, `class_names`, ...
         **kwargs: the model's options.
     """
     if name not in _MODELS:
@@ -76,11 +86,20 @@ def create_model(name, weights=None, **kwargs):
             f"model={name!r} is not registered; expected one of: " + ", ".join(list_models())
         )
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    if preprocessing is not None and not isinstance(preprocessing, dict):
+        raise ValueError(f"preprocessing={preprocessing!r} is not accepted; expected a dict of "
+                         "zoo.contract.InputContract fields")
     if weights is None:
-        return _MODELS[name](**kwargs)
-    from zoo import pretrained  # the weights converters, loaded when asked for
+        network, defaults = _MODELS[name](**kwargs), {}
+    else:
+        from zoo import pretrained  # the weights converters, loaded when asked for
 
-    return pretrained.create(name, weights, _MODELS[name], kwargs)
+        network, defaults = pretrained.create(name, weights, _MODELS[name], kwargs)
+    if weights is None and preprocessing is None:
+        return network
+    settings = {**defaults, **(preprocessing or {})}
+    settings.setdefault("image_shape", tuple(network.input_shape[1:]))
+    return Classifier(network, InputContract.from_config(settings))
 
 
 @dataclasses.dataclass(frozen=True)

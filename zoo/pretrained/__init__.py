@@ -90,7 +90,8 @@ def preprocessing(name, weights):
 
 def create(name, weights, build, options):
     """Model `name` (`build(**options)`) in the architecture of `weights`,
-    loaded from them; see the module docstring."""
+    loaded from them (see the module docstring), and the input contract the
+    weights give (`contract_defaults`)."""
     source, path = source_of(name, weights)
     if path is None:
         path = Path(files.fetch(source.checkpoint(name, options)))
@@ -115,4 +116,13 @@ def create(name, weights, build, options):
               + "; ".join(f"{layer} ({why})" for layer, why in new.items())
               + ": these start from their initialization (train them; docs/pretrained.md)",
               file=sys.stderr)
-    return model
+    return model, contract_defaults(model, pretrained)
+
+
+def contract_defaults(network, recorded):
+    """The input contract the weights give (`zoo.contract.InputContract`
+    fields): the network's input size, resized to as the weights' training
+    did, their mean and std, the ImageNet class names when the head is theirs."""
+    return {"image_shape": tuple(network.input_shape[1:]), "mean": recorded["mean"],
+            "std": recorded["std"], "fit": "resize", "class_names": recorded["class_names"],
+            "dataset": "imagenet" if recorded["class_names"] else None}

@@ -11,6 +11,7 @@ import dataclasses
 import keras_tuner as kt
 
 from zoo import resolve
+from zoo.contract import InputContract
 from zoo.search import space as space_module
 from zoo.training import builder
 
@@ -22,7 +23,10 @@ class ZooHyperModel(kt.HyperModel):
         family: a registered family (`zoo.list_families()`).
         base_config: the `TrainConfig` that fixes everything not searched (data,
             epochs, batch size, augmentation, seed).
-        num_classes, input_shape: of the data (`zoo.training.data.prepare_data`).
+        num_classes, input_shape: of the data (`zoo.training.data.prepare_data`):
+            its classes and the network's input.
+        contract: the data's `zoo.contract.InputContract` (its config dict
+            too): the models take raw images.
         steps_per_epoch: training steps per epoch, for the LR schedules.
         space: {name: Param}; the family's coarse space if None.
         scale: "full" (the paper-size variants) or "tiny" (the test_* variants).
@@ -30,13 +34,14 @@ class ZooHyperModel(kt.HyperModel):
             trials are a few batches (smoke tests), slower for real ones.
     """
 
-    def __init__(self, family, base_config, num_classes, input_shape, steps_per_epoch,
+    def __init__(self, family, base_config, num_classes, input_shape, contract, steps_per_epoch,
                  space=None, scale="full", run_eagerly=False, name=None):
         super().__init__(name=name or f"zoo_{family}", tunable=True)
         self.family = resolve.check_choice("family", family, space_module.families())
         self.scale = resolve.check_choice("scale", scale, space_module.SCALES)
         self.base_config = base_config
         self.num_classes, self.input_shape = num_classes, tuple(input_shape)
+        self.contract = InputContract.from_config(contract)
         self.steps_per_epoch = steps_per_epoch
         self.space = dict(space or space_module.search_space(family, scale))
         self.run_eagerly = run_eagerly
@@ -80,7 +85,7 @@ class ZooHyperModel(kt.HyperModel):
         """The model of sampled values (keras-tuner's or a results row), compiled
         with the sampled optimizer and schedule unless `compile` is False."""
         config = self.config_for(values)
-        model = builder.build_model(config, self.num_classes, self.input_shape)
+        model = builder.build_model(config, self.num_classes, self.input_shape, self.contract)
         if not compile:
             return model
         builder.compile_model(model, config, self.steps_per_epoch)

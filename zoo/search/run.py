@@ -110,7 +110,8 @@ def run_search(family, base_config, out, tuner="random", max_trials=10, executio
     data = data_module.prepare_data(base_config)
     steps = math.ceil(len(data["x_train"]) / base_config.batch_size)
     hypermodel = ZooHyperModel(family, base_config, data["num_classes"], data["input_shape"],
-                               steps, space=space, scale=scale, run_eagerly=run_eagerly)
+                               data["contract"], steps, space=space, scale=scale,
+                               run_eagerly=run_eagerly)
     out.mkdir(parents=True, exist_ok=True)
     t = tuners.make_tuner(tuner, hypermodel, out, stage, max_trials=max_trials,
                    executions_per_trial=executions_per_trial, max_epochs=base_config.epochs,
@@ -126,6 +127,7 @@ def run_search(family, base_config, out, tuner="random", max_trials=10, executio
                           "base_config": base_config.to_dict(),
                           "num_classes": data["num_classes"],
                           "input_shape": list(data["input_shape"]),
+                          "contract": data["contract"].to_config(),
                           "steps_per_epoch": steps, "stages": []}
     search["stages"] = [s for s in search["stages"] if s["name"] != stage] + [stage_entry]
     results.write_results(out, rows, {**space_module.space_from_json(search["stages"][0]["space"]), **space})
@@ -151,8 +153,8 @@ def ensemble_top(out, n, method="soft", evaluate=True):
                                  f"trials in {out}")
     base = TrainConfig.from_dict(search["base_config"])
     hypermodel = ZooHyperModel(search["family"], base, search["num_classes"],
-                               search["input_shape"], search["steps_per_epoch"],
-                               scale=search["scale"])
+                               search["input_shape"], search["contract"],
+                               search["steps_per_epoch"], scale=search["scale"])
     keras.backend.clear_session()
     members = []
     for row in best:
@@ -164,7 +166,7 @@ def ensemble_top(out, n, method="soft", evaluate=True):
     result = {"path": str(out / f"ensemble_top{n}.keras"), "method": method,
               "members": [{"stage": r["stage"], "trial_id": r["trial_id"],
                            "val_accuracy": r["val_accuracy"]} for r in best]}
-    ensemble(np.zeros((1, *search["input_shape"]), "float32"))  # built before saving
+    ensemble(np.zeros((1, *hypermodel.contract.image_shape), "uint8"))  # built before saving
     if evaluate:
         data = data_module.prepare_data(base)
         result["test"] = ensemble.report(data["x_test"], data["y_test"])

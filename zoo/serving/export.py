@@ -1,22 +1,16 @@
-"""Export a zoo model that serves raw uint8 images: SavedModel, ONNX or LiteRT.
+"""Export a model that serves raw uint8 images: SavedModel, ONNX or LiteRT.
 
 The exported graph is the whole inference path, so a server (TF Serving,
 ONNX Runtime, the LiteRT interpreter, or `scripts/predict.py` with one of
 them) needs nothing of this project:
 
-    uint8 (N, H, W, C) -> FitToSize -> Standardize -> model [TTA, ensemble] -> probabilities
+    uint8 (N, H, W, C) -> [TTA] -> model (fits, normalizes, predicts) [ensemble] -> probabilities
 
-- `FitToSize`: images no larger than the model's input are zero-padded
-  centrally, as training pads MNIST 28x28 to 32x32 (`augment.datasets.pad_to`,
-  LeCun et al. 1998); any other size is resized (bilinear, antialiased, the
-  aspect ratio is not kept). A model from ImageNet weights resizes every size,
-  as its training did (`mode="resize"`).
-- `augment.layers.Standardize`: `(x / 255 - mean) / std` with the training
-  split's statistics (`config.json` of the run), or the ImageNet weights'
-  (`ZooModel.pretrained`; keras.applications' caffe-style BGR mean subtraction
-  is this function too: the converted conv1 reads RGB, `zoo.pretrained.catalog`).
-- `augment.tta.TTAModel` and ensembles are keras models themselves, so they
-  export as one graph.
+The model carries its input contract (`zoo.contract.Classifier`): the size it
+was trained at, how other sizes are fitted (centred zero padding, a resize or
+a centre crop), its normalization and class names; export.json takes them from
+it. `augment.tta.TTAModel` and ensembles are keras models themselves, so they
+export as one graph.
 
 `FORMATS` (`export_model(serving, DIR, format)`; the TensorFlow backend):
 - ``savedmodel``: one signature, ``serve``: input ``images``, uint8, shape
@@ -26,9 +20,9 @@ them) needs nothing of this project:
   and a fixed H, W (`model.export(format="onnx")`, tf2onnx).
 - ``litert``: ``model.tflite`` (signature ``serving_default``), any batch size
   and a fixed H, W (`model.export(format="litert")`), optionally int8
-  (post-training quantization calibrated on the run's training images).
+  (post-training quantization calibrated on training images).
 Each folder has `METADATA_FILE` (export.json): format, accepted input, why its
-size is fixed, normalization, TTA, class names, quantization cost.
+size is fixed, the input contract, TTA, class names, quantization cost.
 """
 
 import dataclasses
@@ -39,156 +33,18 @@ from pathlib import Path
 
 import keras
 import numpy as np
-from keras import ops
 
-import zoo  # noqa: F401  (registers the models and layers for load_model)
-from augment import datasets, pipelines
-from augment import layers as augment_layers
+from augment import datasets
 from augment import tta as augment_tta
 from ensembles import EnsembleModel
-from ensembles.combine import model_input_shape
 from zoo import resolve
-from zoo.training import rundir
+from zoo.contract import contract_of
 from zoo.training.rundir import write_json
 
 SIGNATURE = "serve"
 INPUT_KEY = "images"
 OUTPUT_KEY = "probabilities"
 METADATA_FILE = "export.json"  # beside saved_model.pb: what the signature accepts, class names
-FIT_MODES = ("pad", "resize")
-# Native image sizes (height, width) of the datasets, the default of a fixed-size format.
-DATASET_SIZES = {"mnist": (28, 28), "mnist_sample": (28, 28), "fashion_mnist": (28, 28),
-                 "cifar10": (32, 32), "cifar100": (32, 32)}
-CLASS_NAMES = {
-    "mnist": datasets.MNIST_CLASSES, "mnist_sample": datasets.MNIST_CLASSES,
-    "fashion_mnist": datasets.FASHION_MNIST_CLASSES, "cifar10": datasets.CIFAR10_CLASSES,
-}
-
-
-@keras.saving.register_keras_serializable(package="zoo")
-class FitToSize(keras.layers.Layer):
-    """Raw pixels to `height` x `width`, as float32: central zero padding when
-    the image fits (`augment.datasets.pad_to`), else a bilinear resize; with
-    `mode="resize"` a resize whatever the size (ImageNet weights' training).
-
-    The choice is static when the input's height and width are known, else it
-    is made per batch inside the graph.
-
-    Args:
-        height, width: the model's input size in pixels.
-        mode: "pad" (small images padded) or "resize".
-    """
-
-    def __init__(self, height, width, mode="pad", **kwargs):
-        resolve.check_positive_int("height", height)
-        resolve.check_positive_int("width", width)
-        resolve.check_choice("mode", mode, FIT_MODES)
-        super().__init__(**kwargs)
-        self.height, self.width, self.mode = height, width, mode
-
-    def call(self, images):
-        images = ops.cast(images, "float32")
-        static_h, static_w = images.shape[1], images.shape[2]
-        if static_h is not None and static_w is not None:
-            if (static_h, static_w) == (self.height, self.width):
-                return images
-            if self.mode == "resize":
-                return self._resize(images)
-            fits = static_h <= self.height and static_w <= self.width
-            return self._pad(images) if fits else self._resize(images)
-        if self.mode == "resize":
-            return self._resize(images)
-        shape = ops.shape(images)
-        fits = ops.logical_and(shape[1] <= self.height, shape[2] <= self.width)
-        out = ops.cond(fits, lambda: self._pad(images), lambda: self._resize(images))
-        return ops.reshape(out, (-1, self.height, self.width, images.shape[-1]))
-
-    def _pad(self, images):
-        shape = ops.shape(images)
-        rows, cols = datasets.centre_padding(shape[1], shape[2], self.height, self.width)
-        return ops.pad(images, [[0, 0], list(rows), list(cols), [0, 0]])
-
-    def _resize(self, images):
-        static_h, static_w = images.shape[1], images.shape[2]
-        if static_h is None or static_w is None:
-            return ops.image.resize(images, (self.height, self.width), interpolation="bilinear",
-                                    antialias=True)
-        # A known size: the same resize as two constant matrices (rows, then
-        # columns), which every export format holds (ONNX and LiteRT lack the
-        # antialiased kernel's op).
-        rows = resize_matrix(static_h, self.height)
-        cols = resize_matrix(static_w, self.width)
-        return ops.einsum("ai,nijc,bj->nabc", rows, images, cols)
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], self.height, self.width, input_shape[-1])
-
-    def get_config(self):
-        return {**super().get_config(), "height": self.height, "width": self.width,
-                "mode": self.mode}
-
-
-def resize_matrix(size, target):
-    """(target, size) float32 weights of `ops.image.resize` (bilinear, antialiased)
-    along one axis, read off the resize of the unit vectors: the resize is
-    linear and separable, so resizing an image is `rows @ image @ cols.T`."""
-    unit = ops.reshape(ops.eye(size, dtype="float32"), (size, size, 1, 1))
-    weights = ops.image.resize(unit, (target, 1), interpolation="bilinear", antialias=True)
-    return ops.transpose(ops.reshape(weights, (size, target)))
-
-
-def load_model(path):
-    """A `.keras` zoo model, TTA wrapper or ensemble (registers the project's
-    classes). An `augment.AugmentedModel` (`checkpoints/best.keras` of an
-    on-device augmentation run, uint8 in) gives its zoo model (normalized in)."""
-    path = Path(path)
-    if not path.is_file():
-        raise resolve.bad_option("model", str(path), "an existing .keras file")
-    model = keras.saving.load_model(path)
-    return model.model if isinstance(model, pipelines.AugmentedModel) else model
-
-
-def read_settings(model_path):
-    """Export settings from the `config.json` a training run wrote beside
-    `model_path`, or None when there is none.
-
-    Returns:
-        dict with "mean", "std" (lists), "input_shape", "image_size",
-        "crop_padding" (the training crop in pixels, 0 for none), "dataset",
-        "model", "fit" ("resize" for a run from ImageNet weights, else "pad"),
-        "data_dir", "classes", "seed" (where its images come from).
-    """
-    run = rundir.RunDir(Path(model_path).parent)
-    path = run.config_path
-    config = run.read_config()
-    if config is None:
-        return None
-    if "normalization" not in config:
-        raise ValueError(f"{path} has no 'normalization' entry: "
-                         "is it a training run's config.json?")
-    spec = pipelines.resolve_spec(config.get("augment", "none"),
-                                  config.get("augment_options") or {})
-    return {
-        "mean": [float(v) for v in config["normalization"]["mean"]],
-        "std": [float(v) for v in config["normalization"]["std"]],
-        "input_shape": config.get("input_shape"), "image_size": config.get("image_size"),
-        "crop_padding": spec.crop_padding, "dataset": config.get("dataset"),
-        "model": config.get("model"), "fit": "resize" if config.get("weights") else "pad",
-        "data_dir": config.get("data_dir"), "classes": config.get("classes"),
-        "seed": config.get("seed", 0),
-    }
-
-
-def pretrained_settings(model):
-    """Export settings from what a zoo model built from ImageNet weights
-    records (`ZooModel.pretrained`), or None for any other model: "mean",
-    "std", "fit" ("resize"), "class_names" (None when the head is new)."""
-    recorded = getattr(model, "pretrained", None)
-    if not isinstance(recorded, dict):
-        return None
-    return {"mean": [float(v) for v in recorded["mean"]],
-            "std": [float(v) for v in recorded["std"]], "fit": "resize",
-            "class_names": recorded.get("class_names")}
 
 
 def average_models(models, name="ensemble"):
@@ -196,30 +52,23 @@ def average_models(models, name="ensemble"):
     return EnsembleModel(list(models), method="soft", name=name)
 
 
-def serving_model(model, mean, std, input_shape=None, raw_shape=None, tta=None, crop_padding=0,
-                  tta_padding=None, fit="pad"):
+def serving_model(model, raw_shape=None, tta=None, tta_padding=None):
     """The keras model a SavedModel serves: raw uint8 images in, probabilities out.
 
     Args:
-        model: a zoo model, ensemble or any keras model on normalized input.
-        mean, std: per-channel statistics of the training split (of `x / 255`).
-        input_shape: the model's (height, width, channels); default its own.
+        model: a model that carries its input contract (`zoo.contract.Classifier`,
+            an ensemble of them, ...): it fits and normalizes the images itself.
         raw_shape: (height, width, channels) of the raw images; default
-            (None, None, channels), any size (`FitToSize` pads or resizes).
+            (None, None, channels), any size (the model fits it).
         tta: test-time views, one of `augment.tta.VIEWS`, or None.
-        crop_padding: the training crop padding in pixels (sets the TTA shift,
-            `augment.tta.evaluation_settings`).
-        tta_padding: TTA crop shift in pixels, overriding `crop_padding`.
-        fit: "pad" (images no larger than the input zero-padded, others
-            resized) or "resize" (every image, as ImageNet weights expect).
+        tta_padding: TTA crop shift in pixels (default `augment.tta.evaluation_settings`).
     """
-    input_shape = tuple(input_shape or model_input_shape(model))
-    if len(input_shape) != 3 or None in input_shape:
-        raise resolve.bad_option("input_shape", input_shape, "a fixed (height, width, channels)")
-    height, width, channels = (int(d) for d in input_shape)
-    if len(mean) != channels or len(std) != channels:
-        raise resolve.bad_option("mean/std", (list(mean), list(std)),
-                                 f"{channels} values each (the model's channels)")
+    contract = contract_of(model)
+    if contract is None:
+        raise resolve.bad_option("model", getattr(model, "name", model), (
+            "a model that carries its input contract (zoo.contract.Classifier, as every "
+            "model the toolkit trains; wrap a bare network with its mean and std)"))
+    channels = contract.image_shape[-1]
     raw_shape = tuple(raw_shape) if raw_shape is not None else (None, None, channels)
     if len(raw_shape) != 3 or raw_shape[-1] != channels or any(
             d is not None and d < 1 for d in raw_shape[:2]):
@@ -227,15 +76,38 @@ def serving_model(model, mean, std, input_shape=None, raw_shape=None, tta=None, 
                                  f"(height, width, {channels}) with positive or None sides")
     net = model
     if tta:
-        settings = augment_tta.evaluation_settings(mean, std, crop_padding)
+        settings = augment_tta.evaluation_settings()
         if tta_padding is not None:
             settings["padding"] = tta_padding
         net = augment_tta.TTAModel(model, tta, **settings, name=f"tta_{tta}")
     inputs = keras.Input(raw_shape, dtype="uint8", name=INPUT_KEY)
-    x = FitToSize(height, width, mode=fit, name="fit_to_size")(inputs)
-    x = augment_layers.Standardize(mean, std, name="standardize")(x)
     # training=False is part of the graph: every exporter traces inference.
-    return keras.Model(inputs, net(x, training=False), name=f"serving_{model.name}")
+    return keras.Model(inputs, net(inputs, training=False), name=f"serving_{model.name}")
+
+
+def ensemble_members(model):
+    """The members of the ensemble inside a serving model (through TTA and
+    temperature wrappers), or [] when there is none."""
+    if isinstance(model, EnsembleModel):
+        return list(model.members)
+    inner = [getattr(model, "model", None), *(getattr(model, "layers", None) or [])]
+    for candidate in inner:
+        if isinstance(candidate, keras.Model) and candidate is not model:
+            found = ensemble_members(candidate)
+            if found:
+                return found
+    return []
+
+
+def contract_metadata(model):
+    """export.json's description of what the model takes: the contract, and
+    each member's normalization and fit rule for an ensemble."""
+    contract = contract_of(model)
+    members = [m for m in ensemble_members(model) if contract_of(m)]
+    return {"contract": contract.to_config(), "class_names": list(contract.class_names or []) or None,
+            "preprocessing": contract.describe(),
+            **({"members": [{"name": m.name, **contract_of(m).to_config()} for m in members]}
+               if members else {})}
 
 
 def _write_saved_model(serving, directory, raw_shape, **_):
@@ -333,7 +205,7 @@ class Format:
 
 # ONNX (tf2onnx) and LiteRT (built-in ops) hold neither the per-batch
 # pad-or-resize choice nor the antialiased resize of a dynamic size; a fixed
-# size pads or resizes with plain ops (`FitToSize`), which both hold.
+# size pads or resizes with plain ops (`zoo.contract.FitToSize`), which both hold.
 FIXED_SIZE_REASON = ("{format} cannot hold a dynamic-size input (the per-batch pad-or-resize "
                      "choice and the antialiased resize kernel); images must be {size}")
 FORMATS = {
@@ -408,7 +280,7 @@ def export_model(serving, directory, format="savedmodel", metadata=None, overwri
         "num_classes": int(output_shape[-1]),
         "fixed_size": fixed_size_note(format, raw_shape),
         "quantize": quantize,
-        "preprocessing": _preprocessing_text(serving),
+        **contract_metadata(serving),
         **(metadata or {}),
     }
     write_json(tmp / METADATA_FILE, info)
@@ -416,13 +288,6 @@ def export_model(serving, directory, format="savedmodel", metadata=None, overwri
         shutil.rmtree(directory)
     os.replace(tmp, directory)
     return info
-
-
-def _preprocessing_text(serving):
-    fit = next((layer.mode for layer in serving.layers if isinstance(layer, FitToSize)), "pad")
-    how = ("resize (bilinear) to the model input" if fit == "resize" else
-           "zero-pad centrally when no larger than the model input, else resize (bilinear)")
-    return f"{how}; then (x / 255 - mean) / std"
 
 
 def fixed_size_note(format, raw_shape):
@@ -435,29 +300,26 @@ def fixed_size_note(format, raw_shape):
     return FIXED_SIZE_REASON.format(format=format, size=size)
 
 
-def default_raw_size(settings, input_shape):
-    """(height, width) a fixed-size format takes when none is given: the native
-    size of the run's dataset (MNIST 28x28, padded to LeNet-5's 32x32 in the
-    graph), else the model's input."""
-    return DATASET_SIZES.get((settings or {}).get("dataset"), tuple(input_shape[:2]))
+def default_raw_size(model):
+    """(height, width) a fixed-size format takes when none is given: the size
+    the model was trained at (MNIST 28x28, padded to LeNet-5's 32x32 inside)."""
+    return tuple(contract_of(model).image_shape[:2])
 
 
-def dataset_images(settings, limit_train, data_dir=None, channels=None):
-    """(training images, test images, test labels, where they came from) of a
-    run's dataset (`read_settings`), uint8, loaded once: up to `limit_train`
-    training images and the whole test split, seeded as the run's subsets are.
-    `data_dir` overrides the run's; `channels=3` repeats grayscale to RGB (a
-    model with ImageNet weights trained on MNIST)."""
-    if not settings or not settings.get("dataset"):
-        raise resolve.bad_option("dataset", None, "a training run's config.json naming its "
-                                 "dataset beside the model (needed for calibration data)")
-    ds = datasets.load_dataset(settings["dataset"], data_dir or settings.get("data_dir"),
-                               seed=settings.get("seed", 0), classes=settings.get("classes"),
+def dataset_images(model, limit_train, data_dir=None):
+    """(training images, test images, test labels, where they came from) of
+    the dataset the model was trained on (its contract's `dataset` and
+    `classes`), uint8, loaded once: up to `limit_train` training images and the
+    whole test split. `data_dir` as for `augment.datasets.load_dataset`
+    (default $ZOO_DATA_DIR, else keras.datasets)."""
+    contract = contract_of(model)
+    if contract is None or not contract.dataset or contract.dataset not in datasets.list_datasets():
+        raise resolve.bad_option("dataset", getattr(contract, "dataset", None), (
+            "a model whose contract names the dataset it was trained on (one of "
+            + ", ".join(datasets.list_datasets()) + ")"))
+    ds = datasets.load_dataset(contract.dataset, data_dir, classes=contract.classes,
                                limit_train=limit_train)
-    x_train, x_test = ds.x_train, ds.x_test
-    if channels == 3 and x_train.shape[-1] == 1:
-        x_train, x_test = (np.repeat(x, 3, axis=-1) for x in (x_train, x_test))
-    return x_train, x_test, ds.y_test, ds.source
+    return ds.x_train, ds.x_test, ds.y_test, ds.source
 
 
 def quantization_report(reference, quantized, labels):

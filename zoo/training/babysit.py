@@ -81,7 +81,7 @@ def _first_step_loss(model, x, y):
     return float(keras.ops.convert_to_numpy(loss + sum(penalties) if penalties else loss))
 
 
-def initial_loss_check(config, x, y, num_classes, input_shape, batch=256):
+def initial_loss_check(config, x, y, num_classes, input_shape, contract=None, batch=256):
     """Loss at initialization without regularization against ln(num_classes),
     and the loss with regularization on (it must be higher).
 
@@ -90,8 +90,9 @@ def initial_loss_check(config, x, y, num_classes, input_shape, batch=256):
     Args:
         config: the run's `TrainConfig`; its l1/l2 are used for the second
             measurement, or L2 `DEFAULT_CHECK_L2` when it has none.
-        x, y: training images (normalized) and one-hot labels.
-        num_classes, input_shape: the dataset's.
+        x, y: training images and one-hot labels.
+        num_classes, input_shape: the dataset's classes, the network's input.
+        contract: the `InputContract` of raw `x` (None: `x` is normalized).
         batch: number of examples the loss is measured on.
 
     Returns:
@@ -100,7 +101,7 @@ def initial_loss_check(config, x, y, num_classes, input_shape, batch=256):
     x, y = x[:batch], y[:batch]
     plain_config = _no_regularization(config)
     keras.utils.set_random_seed(config.seed)
-    plain = builder.build_model(plain_config, num_classes, input_shape)
+    plain = builder.build_model(plain_config, num_classes, input_shape, contract)
     loss = _first_step_loss(plain, x, y)
     expected = math.log(num_classes)
     ratio = loss / expected
@@ -118,7 +119,7 @@ def initial_loss_check(config, x, y, num_classes, input_shape, batch=256):
     reg = {"l1": config.l1, "l2": config.l2} if (config.l1 or config.l2) else {
         "l1": 0.0, "l2": DEFAULT_CHECK_L2}
     reg_config = dataclasses.replace(plain_config, **reg)
-    regularized = builder.build_model(reg_config, num_classes, input_shape)
+    regularized = builder.build_model(reg_config, num_classes, input_shape, contract)
     regularized.set_weights(plain.get_weights())
     reg_loss = _first_step_loss(regularized, x, y)
     values = {"loss": loss, "regularized_loss": reg_loss, **reg}
@@ -130,13 +131,14 @@ def initial_loss_check(config, x, y, num_classes, input_shape, batch=256):
     return [first, CheckResult("regularization", status, text, values)]
 
 
-def overfit_check(config, x, y, num_classes, input_shape, examples=50, max_steps=300,
-                  target=OVERFIT_TARGET):
+def overfit_check(config, x, y, num_classes, input_shape, contract=None, examples=50,
+                  max_steps=300, target=OVERFIT_TARGET):
     """Trains a fresh, unregularized model on `examples` training images until
     its training accuracy reaches `target`.
 
     The config's optimizer and (constant) learning rate are used; with
-    ``lr="find"`` Adam at 1e-3. The batch is the whole subset.
+    ``lr="find"`` Adam at 1e-3. The batch is the whole subset. `contract`
+    as for `initial_loss_check`.
 
     Returns:
         A `CheckResult` "overfit" with the steps taken, or "fail".
@@ -146,7 +148,7 @@ def overfit_check(config, x, y, num_classes, input_shape, examples=50, max_steps
     x, y = x[:examples], y[:examples]
     plain_config = _no_regularization(config)
     keras.utils.set_random_seed(config.seed)
-    model = builder.build_model(plain_config, num_classes, input_shape)
+    model = builder.build_model(plain_config, num_classes, input_shape, contract)
     if config.lr == "find":
         _compile(model, plain_config, lr=1e-3, optimizer="adam")
         lr_text = "adam lr=0.001"
@@ -187,7 +189,8 @@ def run_checks(config, data=None, examples=50, max_steps=300, log=print):
         The list of `CheckResult`s.
     """
     data = data or data_module.prepare_data(config)
-    args = (data["x_train"], data["y_train"], data["num_classes"], data["input_shape"])
+    args = (data["x_train"], data["y_train"], data["num_classes"], data["input_shape"],
+            data["contract"])
     results = initial_loss_check(config, *args)
     results.append(overfit_check(config, *args, examples=examples, max_steps=max_steps))
     for result in results:
@@ -308,6 +311,6 @@ def find_lr_for_config(config, data=None, min_lr=1e-6, max_lr=10.0, num_steps=20
     """Builds the config's model and runs `find_lr` on its training data."""
     data = data or data_module.prepare_data(config)
     keras.utils.set_random_seed(config.seed)
-    model = builder.build_model(config, data["num_classes"], data["input_shape"])
+    model = builder.build_classifier(config, data)
     return find_lr(model, data["x_train"], data["y_train"], config, min_lr=min_lr,
                    max_lr=max_lr, num_steps=num_steps, plot_path=plot_path)

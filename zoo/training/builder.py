@@ -14,11 +14,20 @@ def model_options(config):
                 dropout=config.dropout, **config.model_options)
 
 
-def build_model(config, num_classes, input_shape):
+def build_model(config, num_classes, input_shape, contract=None):
     """The zoo model a config names, with its ImageNet weights when it has
-    some; None options keep the model's defaults."""
+    some; None options keep the model's defaults. With `contract` (the
+    `InputContract` of `data.prepare_data`) it is a `zoo.contract.Classifier`
+    that takes raw images: the network's input is `input_shape`."""
+    preprocessing = None if contract is None else contract.to_config()
     return zoo.create_model(config.model, num_classes=num_classes, input_shape=input_shape,
-                            weights=config.weights, **model_options(config))
+                            weights=config.weights, preprocessing=preprocessing,
+                            **model_options(config))
+
+
+def build_classifier(config, data):
+    """`build_model` for the data of `data.prepare_data`: raw images in."""
+    return build_model(config, data["num_classes"], data["input_shape"], data["contract"])
 
 
 def resolve_jit(choice):

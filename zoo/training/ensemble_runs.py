@@ -14,7 +14,7 @@ import keras
 
 from ensembles import EnsembleModel
 from zoo.training import data as data_module
-from zoo.training import evaluate, loop
+from zoo.training import evaluate, loop, rundir
 from zoo.training.rundir import RunDir
 
 
@@ -49,8 +49,7 @@ def _combine_members(run, config, start):
         keras.backend.clear_session()
 
     data = data_module.prepare_data(config)
-    members = [keras.saving.load_model(run.member(k).model_path, compile=False)
-               for k in range(config.members)]
+    members = [rundir.load_model(run.member(k).model_path) for k in range(config.members)]
     ensemble = EnsembleModel(members, method=config.ensemble_method, name="ensemble")
     summary = evaluate.summarize_ensemble(ensemble, config, data, member_metrics[0])
     figures, probs = evaluate.evaluate_test(ensemble, config, data)
@@ -64,8 +63,7 @@ def _combine_members(run, config, start):
                                                      calibrated_probs))
     run.write_config(
         config, num_classes=data["num_classes"], input_shape=data["input_shape"],
-        normalization={"mean": data["mean"], "std": data["std"]},
-        data_source=data["source"],
+        contract=data["contract"].to_config(), data_source=data["source"],
         members_out=[str(run.member(k).path) for k in range(config.members)],
         backend=keras.backend.backend(), keras_version=keras.__version__,
     )

@@ -30,8 +30,7 @@ def evaluate_test(model, config, data, probs=None):
         crop = pipelines.resolve_spec(config.augment, config.augment_options).crop_padding
         tta_accuracy, _ = augment_tta.evaluate_tta(
             model, data["x_test"], data["y_test"], config.tta,
-            batch_size=max(config.batch_size, 256),
-            **augment_tta.evaluation_settings(data["mean"], data["std"], crop))
+            batch_size=max(config.batch_size, 256), **augment_tta.evaluation_settings(crop))
         figures.update(test_accuracy_tta=tta_accuracy, test_error_tta=1.0 - tta_accuracy)
     return figures, probs
 
@@ -87,16 +86,14 @@ def reliability_curves(data, probs, member_probs=None, calibrated_probs=None):
     return curves
 
 
-def shift_scores(model, x_raw, labels, preprocess, names=None, severities=None, seed=0,
-                 batch_size=512):
+def shift_scores(model, x_raw, labels, names=None, severities=None, seed=0, batch_size=512):
     """Scores of `model` on the clean test images and on each corruption
     (`augment.corruptions`) at each severity.
 
     Args:
-        model: a Keras model on preprocessed input.
+        model: a model on raw images (it carries its input contract).
         x_raw: uint8 test images (N, H, W, C) as the dataset stores them.
         labels: one-hot or integer labels.
-        preprocess: uint8 images -> the model's input (padding, normalization).
         names, severities: the corruptions and severities (default: all).
 
     Returns:
@@ -107,7 +104,7 @@ def shift_scores(model, x_raw, labels, preprocess, names=None, severities=None, 
     severities = severities or corruptions.SEVERITIES
 
     def score(images):
-        probs = model.predict(preprocess(images), batch_size=batch_size, verbose=0)
+        probs = model.predict(images, batch_size=batch_size, verbose=0)
         return metrics.scores(probs, labels)
 
     result = {"clean": score(x_raw), "corruptions": {}}

@@ -11,13 +11,13 @@ the same `--out`. Independent ensembles (several runs) are
 import dataclasses
 import math
 import time
-from pathlib import Path
 
 import keras
 import numpy as np
 
 import ensembles
 from zoo.training import babysit, builder, callbacks, data as data_module, evaluate, monitors
+from zoo.training import rundir
 from zoo.training.rundir import RunDir
 
 
@@ -59,7 +59,7 @@ def train_run(config):
     # The side images were padded to (the model's minimum when they were smaller)
     # is a setting of the run: config.json records it and a resume must match it.
     config = dataclasses.replace(config, image_size=data["image_size"])
-    model = builder.build_model(config, data["num_classes"], data["input_shape"])
+    model = builder.build_classifier(config, data)
     with run.lock():
         resuming = run.start(config.overwrite)
         if resuming:
@@ -75,7 +75,7 @@ def _train_in(run, config, data, model, resuming):
     fit_model, fit_data = data_module.fit_inputs(config, model, data)
     if fit_model is not model:  # the on-device augmentation wrapper
         builder.compile_model(fit_model, config, steps_per_epoch)
-        fit_model(data["x_train_raw"][:1])  # built before its weights are restored
+        fit_model(data["x_train"][:1])  # built before its weights are restored
     teacher = None
     if config.distill_from:
         fit_model, fit_data, teacher = _distiller(config, model, data, fit_data, steps_per_epoch)
@@ -90,9 +90,8 @@ def _train_in(run, config, data, model, resuming):
 
     run.write_config(
         config, num_classes=data["num_classes"], input_shape=data["input_shape"],
-        normalization={"mean": data["mean"], "std": data["std"]},
-        data_source=data["source"], num_train=num_train,
-        num_val=len(data["x_val"]) if has_val else 0, model_config=model.get_config(),
+        contract=data["contract"].to_config(), data_source=data["source"], num_train=num_train,
+        num_val=len(data["x_val"]) if has_val else 0, model_config=model.network.get_config(),
         backend=keras.backend.backend(), keras_version=keras.__version__,
         **({"lr_finder": lr_finder} if lr_finder else {}),
     )
@@ -174,18 +173,9 @@ def _train_in(run, config, data, model, resuming):
 def _distiller(config, model, data, fit_data, steps_per_epoch):
     """`ensembles.Distiller` around the student, compiled as the run asks; with
     plain arrays the teacher's probabilities are computed once and appended to
-    the labels, with an augmentation pipeline the teacher sees every batch."""
-    teacher = keras.saving.load_model(config.distill_from, compile=False)
-    stored = RunDir(Path(config.distill_from).parent).read_config() or {}
-    norm = stored.get("normalization")
-    if norm and not (np.allclose(norm["mean"], data["mean"], atol=1e-3)
-                     and np.allclose(norm["std"], data["std"], atol=1e-3)):
-        raise ValueError(
-            f"distill_from={config.distill_from!r} is not accepted; expected a teacher trained "
-            f"on inputs normalized as this run's (mean {np.round(data['mean'], 4).tolist()}, "
-            f"std {np.round(data['std'], 4).tolist()}), not mean "
-            f"{np.round(norm['mean'], 4).tolist()}, std {np.round(norm['std'], 4).tolist()}: "
-            "train both on the same data")
+    the labels, with an augmentation pipeline the teacher sees every batch.
+    The teacher carries its own input contract (any normalization or size)."""
+    teacher = rundir.load_model(config.distill_from)
     distiller = ensembles.Distiller(model, teacher, config.distill_temperature,
                                     config.distill_hard_weight, name=f"{model.name}_distiller")
     builder.compile_model(distiller, config, steps_per_epoch)

@@ -30,13 +30,17 @@ import keras
 import numpy as np
 
 import zoo
+from zoo.contract import Classifier
 from zoo.training import plots
 
 RELU_LIKE = ("relu", "relu6")
 
 
 def weighted_layers(model):
-    """The Conv2D and Dense layers with a kernel, in graph order."""
+    """The Conv2D and Dense layers with a kernel, in graph order (a
+    `Classifier`'s are its network's)."""
+    if isinstance(model, Classifier):
+        model = model.network
     return [layer for layer in model.layers
             if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))]
 
@@ -217,10 +221,15 @@ class TrainingMonitor(keras.callbacks.Callback):
 
 def make_monitor(data, net=None, probe_size=128, **kwargs):
     """A `TrainingMonitor` of `net` probing the first `probe_size` validation
-    images (training images when there is no validation split)."""
+    images (training images when there is no validation split). A model that
+    carries its input contract (`zoo.contract.Classifier`) is watched through
+    its network, on the probe images as the network sees them."""
     x, y = (data["x_val"], data["y_val"]) if data.get("x_val") is not None else (
         data["x_train"], data["y_train"])
-    return TrainingMonitor(x[:probe_size], y[:probe_size], net=net, **kwargs)
+    x, y = x[:probe_size], y[:probe_size]
+    if isinstance(net, Classifier):
+        x, net = keras.ops.convert_to_numpy(net.preprocess(x)), net.network
+    return TrainingMonitor(x, y, net=net, **kwargs)
 
 
 def init_activation_stats(model_name, init, activation, batch=64, max_layers=8, seed=0,

@@ -4,7 +4,9 @@
                          normalization statistics, the model config
     DIR/metrics.json     per-epoch history, test figures, wall time, images/s;
                          written last: a run is finished when it exists
-    DIR/model.keras      the trained model (an ensemble for ensemble runs)
+    DIR/model.keras      the trained model (an ensemble for ensemble runs); it
+                         carries its input contract (`zoo.contract`): raw
+                         images in, class names; `load_model` reads it
     DIR/curves.png       loss and accuracy curves
     DIR/reliability.png  accuracy against confidence on the test set (calibration)
     DIR/log.csv          the per-epoch log (appended to across resumes)
@@ -36,10 +38,13 @@ import dataclasses
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
 
+from augment import datasets
+from zoo import resolve
 from zoo.training import plots
 from zoo.training.config import TrainConfig
 
@@ -57,7 +62,7 @@ RELIABILITY = "reliability.png"
 LOCK = ".lock"
 # Everything a run writes; `clear` deletes these (and member_*/) and nothing else.
 ARTIFACTS = (CONFIG, METRICS, MODEL, CURVES, LOG, CHECKPOINTS, SNAPSHOTS, BACKUP,
-             LR_FINDER_PLOT, RELIABILITY, "tensorboard")
+             LR_FINDER_PLOT, RELIABILITY, "tensorboard", "model.pre-contract.keras")
 # Settings a resumed run may change: how it reports, not what it computes.
 RESUME_MAY_CHANGE = ("verbose", "overwrite", "tensorboard", "data_dir", "out", "check",
                      "monitor", "jit_compile")
@@ -98,7 +103,12 @@ def _json_default(value):
 
 
 def save_model(model, path):
-    """Saves a Keras model to `path` atomically (a temporary file, then a rename)."""
+    """Saves a Keras model to `path` atomically (a temporary file, then a rename);
+    a wrapper never called yet (an ensemble) is built on one blank image first."""
+    if not model.built:
+        from zoo.contract import model_input_shape
+
+        model(np.zeros((1, *model_input_shape(model)), "uint8"))
     path = Path(path)
     tmp = temporary_path(path)
     try:
@@ -106,6 +116,109 @@ def save_model(model, path):
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+# Models written before they carried their input contract are upgraded once
+# (`load_model`); the file as it was is kept beside, under this suffix.
+PRE_CONTRACT_SUFFIX = ".pre-contract.keras"
+# The raw images of the named datasets, which those runs' config.json left out.
+LEGACY_IMAGE_SHAPES = {"mnist": (28, 28, 1), "mnist_sample": (28, 28, 1),
+                       "fashion_mnist": (28, 28, 1), "cifar10": (32, 32, 3),
+                       "cifar100": (32, 32, 3)}
+LEGACY_CLASS_NAMES = {"mnist": datasets.MNIST_CLASSES, "mnist_sample": datasets.MNIST_CLASSES,
+                      "fashion_mnist": datasets.FASHION_MNIST_CLASSES,
+                      "cifar10": datasets.CIFAR10_CLASSES}
+
+
+def load_model(path, log=print):
+    """A model the toolkit wrote, ready to take raw images (uint8, or floats
+    in 0-255): a `zoo.contract.Classifier`, an ensemble or a wrapper of them.
+
+    An `augment.AugmentedModel` gives the model inside it. A model written
+    before the models carried their input contract (a bare network on
+    normalized input) is upgraded once from the config.json of its run: the
+    file is replaced by the same network with its contract (the original kept
+    as NAME.pre-contract.keras), said in one line; its predictions on raw
+    images are those of the old path (pad, normalize, predict).
+
+    Raises:
+        ValueError: not an existing file, or not a Keras model archive.
+    """
+    import keras
+
+    from augment.pipelines import AugmentedModel
+    from zoo.contract import Classifier, contract_of
+
+    path = Path(path)
+    if not path.is_file():
+        raise resolve.bad_option("model", str(path), "an existing .keras file")
+    try:
+        model = keras.saving.load_model(path, compile=False)
+    except Exception as error:  # a damaged or foreign archive: zip, JSON or h5py errors
+        raise resolve.bad_option("model", str(path), (
+            "a model saved as .keras (it does not load: "
+            f"{type(error).__name__}: {str(error).splitlines()[0][:200]})")) from None
+    if isinstance(model, AugmentedModel):
+        model = model.model
+    if contract_of(model) is not None:
+        return model
+    contract = legacy_contract(path)
+    if contract is None:
+        return model
+    model = Classifier(model, contract)
+    backup = path.with_name(path.name[:-len(".keras")] + PRE_CONTRACT_SUFFIX)
+    try:
+        if not backup.exists():
+            shutil.copy2(path, backup)
+        save_model(model, path)
+        done = f"upgraded in place (the original kept as {backup.name})"
+    except OSError as error:
+        done = f"upgraded in memory only ({error.strerror or error})"
+    log(f"{path}: a model from before the input contract; {done}: it now takes raw images, "
+        f"normalized as its run's config.json says", file=sys.stderr)
+    return model
+
+
+def recorded_data_dir(*paths):
+    """Where the run of a model file found its data (config.json's `data_dir`,
+    beside the file or one folder up), for tools that need its dataset again:
+    the first of `paths` that has one, else None. Only a default: the model's
+    contract names the dataset, `--data-dir` says where it is."""
+    for path in paths:
+        path = Path(path)
+        for folder in (path.parent, path.parent.parent):
+            stored = RunDir(folder).read_config() or {}
+            if stored.get("data_dir"):
+                return stored["data_dir"]
+    return None
+
+
+def legacy_contract(path):
+    """The `InputContract` of a model written before models carried it, from
+    the config.json of its run (beside it, or one folder up for
+    checkpoints/, snapshots/), or None when there is none."""
+    from zoo.contract import InputContract
+
+    path = Path(path)
+    for folder in (path.parent, path.parent.parent):
+        stored = RunDir(folder).read_config()
+        if stored and "normalization" in stored:
+            break
+    else:
+        return None
+    dataset = stored.get("dataset")
+    weights = stored.get("weights")
+    network = stored.get("input_shape") or [None, None, len(stored["normalization"]["mean"])]
+    shape = LEGACY_IMAGE_SHAPES.get(dataset, tuple(network))
+    classes = stored.get("classes")
+    names = LEGACY_CLASS_NAMES.get(dataset)
+    if names and classes:
+        names = [names[c] for c in classes]
+    if None in shape:
+        return None
+    return InputContract(shape, stored["normalization"]["mean"], stored["normalization"]["std"],
+                         fit="resize" if weights else "pad", class_names=names,
+                         dataset=dataset, classes=classes)
 
 
 def read_history(csv_path):

@@ -21,6 +21,7 @@ import numpy as np
 
 from zoo import resolve
 from zoo.base import output_dtype
+from zoo.contract import Classifier, contract_of
 from zoo.training import optim
 
 HEAD = "predictions"
@@ -109,13 +110,15 @@ def parse_unfreeze(text):
 
 def finetune(model, x, y, x_test=None, y_test=None, num_classes=None, head_epochs=10,
              finetune_epochs=0, unfreeze="none", lr=1e-3, finetune_lr=1e-4, batch_size=32,
-             optimizer="adam", seed=0, verbose=0):
+             optimizer="adam", seed=0, verbose=0, contract=None):
     """Replaces the head, trains it on a frozen backbone, then optionally
     fine-tunes the top blocks at `finetune_lr`.
 
     Args:
-        model: a trained model (its classifier layer named `predictions`).
-        x, y: training images (normalized as the source model's) and one-hot labels.
+        model: a trained model (its classifier layer named `predictions`): a
+            `zoo.contract.Classifier` taking raw images, or a bare network.
+        x, y: training images (raw for a Classifier, else normalized as the
+            source model's) and one-hot labels.
         x_test, y_test: optional evaluation split.
         num_classes: new number of classes (default: y's width).
         head_epochs: epochs of head-only training.
@@ -123,16 +126,25 @@ def finetune(model, x, y, x_test=None, y_test=None, num_classes=None, head_epoch
         unfreeze: see `freeze`; used in the second phase.
         lr, finetune_lr: learning rates of the two phases (Adam by default).
         batch_size, optimizer, seed, verbose: as for `fit`.
+        contract: the new model's `InputContract` (a Classifier's source
+            keeps its normalization and fit rule; default: the source's, for
+            images the size of `x`, without class names).
 
     Returns:
         (the new model, dict with per-phase histories and test accuracy); the
         given model is left unchanged.
     """
     keras.utils.set_random_seed(seed)
-    copy = keras.models.clone_model(model)  # `model` itself stays untouched
-    copy.set_weights(model.get_weights())
-    new = replace_head(copy, num_classes or y.shape[-1], seed=seed)
-    freeze(new, "none")
+    source = contract_of(model)
+    network = model.network if isinstance(model, Classifier) else model
+    copy = keras.models.clone_model(network)  # `model` itself stays untouched
+    copy.set_weights(network.get_weights())
+    head = replace_head(copy, num_classes or y.shape[-1], seed=seed)
+    freeze(head, "none")
+    new = head
+    if source is not None:
+        contract = contract or source.replace(image_shape=tuple(x.shape[1:]), class_names=None)
+        new = Classifier(head, contract, name=head.name)
 
     def compile_(rate):
         new.compile(optimizer=optim.optimizer_by_name(optimizer, rate),
@@ -143,7 +155,7 @@ def finetune(model, x, y, x_test=None, y_test=None, num_classes=None, head_epoch
     hist = new.fit(x, y, batch_size=batch_size, epochs=head_epochs, verbose=verbose)
     report["head_history"] = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     if finetune_epochs:
-        report["unfrozen_blocks"] = freeze(new, unfreeze)
+        report["unfrozen_blocks"] = freeze(head, unfreeze)
         report["trainable_params_finetune"] = _trainable_count(new)
         compile_(finetune_lr)
         hist = new.fit(x, y, batch_size=batch_size, epochs=finetune_epochs, verbose=verbose)
@@ -157,11 +169,3 @@ def finetune(model, x, y, x_test=None, y_test=None, num_classes=None, head_epoch
 
 def _trainable_count(model):
     return int(sum(np.prod(v.shape) for v in model.trainable_weights))
-
-
-def select_classes(x, y, classes):
-    """The images of `classes` (integer labels) with labels renumbered 0..len-1."""
-    classes = list(classes)
-    mask = np.isin(y, classes)
-    remap = {c: i for i, c in enumerate(classes)}
-    return x[mask], np.array([remap[int(v)] for v in y[mask]], dtype="int64")
