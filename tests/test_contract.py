@@ -272,3 +272,30 @@ def test_legacy_runs_with_different_normalizations_ensemble_and_serve(legacy, tm
                                expected["export_seed0"], atol=1e-6)
     scores = metrics.scores(mean, expected["labels"])
     assert 0 <= scores["accuracy"] <= 1
+
+
+def test_ensemble_script_combines_runs_of_other_seeds_data_sizes_and_families(tmp_path, capsys):
+    """The README's `ensemble.py runs/a runs/b`: runs with different seeds and
+    --limit-train (so different normalizations), and three families trained at
+    different input sizes, ensemble with --evaluate."""
+    import ensemble as ensemble_script
+
+    runs = {
+        "a": tiny_config(tmp_path / "a", model="lenet5", epochs=1, seed=0, limit_train=96),
+        "b": tiny_config(tmp_path / "b", model="lenet5", epochs=1, seed=1, limit_train=160),
+        "c": tiny_config(tmp_path / "c", model="test_resnet", epochs=1, seed=2),  # 28x28 input
+        "d": tiny_config(tmp_path / "d", model="test_vgg", epochs=1, seed=3, image_size=36),
+    }
+    for config in runs.values():
+        train(config)
+    means = {rundir.load_model(Path(c.out) / "model.keras").contract.mean for c in runs.values()}
+    assert len(means) == 4  # four normalizations
+    report = ensemble_script.main([runs["a"].out, runs["b"].out, "--out", str(tmp_path / "ab"),
+                                   "--evaluate"])
+    assert len(report["member_scores"]) == 2
+    report = ensemble_script.main([runs["a"].out, runs["c"].out, runs["d"].out, "--out",
+                                   str(tmp_path / "acd"), "--evaluate"])
+    assert "ensemble (soft): test accuracy" in capsys.readouterr().out
+    assert 0 <= report["ensemble_scores"]["accuracy"] <= 1
+    combined = rundir.load_model(tmp_path / "acd" / "model.keras")
+    assert [m.network.input_shape[1] for m in combined.members] == [32, 28, 36]
