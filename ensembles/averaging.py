@@ -102,8 +102,9 @@ def batch_norm_layers(model):
 def recompute_batch_norm(model, x, batch_size=256):
     """Re-estimates every BatchNormalization layer's moving mean and variance
     as the average over `x` of the batch statistics of `model` as it is now
-    (torch.optim.swa_utils.update_bn does the same). Returns the number of
-    layers updated.
+    (torch.optim.swa_utils.update_bn does the same). `x` is an array of
+    inputs, or an iterable of batches (a streamed dataset). Returns the number
+    of layers updated.
 
     Each forward pass in training mode updates `moving = m * moving + (1 - m) *
     batch`; with m = (k - 1) / k for batch k the result is the plain average.
@@ -116,10 +117,12 @@ def recompute_batch_norm(model, x, batch_size=256):
         layer.moving_mean.assign(keras.ops.zeros(layer.moving_mean.shape, "float32"))
         layer.moving_variance.assign(keras.ops.ones(layer.moving_variance.shape, "float32"))
     try:
-        for k, start in enumerate(range(0, len(x), batch_size), start=1):
+        batches = (x[start:start + batch_size] for start in range(0, len(x), batch_size)) \
+            if isinstance(x, np.ndarray) else x
+        for k, batch in enumerate(batches, start=1):
             for layer in layers:
                 layer.momentum = (k - 1) / k
-            model(x[start:start + batch_size], training=True)
+            model(batch, training=True)
     finally:
         for layer, momentum in zip(layers, momenta):
             layer.momentum = momentum

@@ -186,18 +186,22 @@ class EnsembleModel(keras.Model):
         return np.stack([np.asarray(member.predict(x, batch_size=batch_size, verbose=0))
                          for member in self.members]).astype(np.float32)
 
-    def fit_weights(self, x, y, batch_size=256):
-        """Fits the combination weights on held-out data (`method="weighted"`)."""
-        weights = fit_combination_weights(self.member_predictions(x, batch_size), y)
+    def fit_weights(self, x, y, batch_size=256, member_probs=None):
+        """Fits the combination weights on held-out data (`method="weighted"`);
+        `member_probs` (M, N, C) stands for the members' predictions on `x`."""
+        probs = self.member_predictions(x, batch_size) if member_probs is None else member_probs
+        weights = fit_combination_weights(probs, y)
         self.combination.assign(weights.astype("float32"))
         return weights
 
-    def report(self, x, y, batch_size=256):
+    def report(self, x, y, batch_size=256, member_probs=None):
         """Per-member and ensemble accuracy, NLL, Brier score and calibration
-        errors (`ensembles.metrics.scores`), and the members' disagreement rate."""
+        errors (`ensembles.metrics.scores`), and the members' disagreement rate;
+        `member_probs` (M, N, C) stands for the members' predictions on `x`."""
         labels = np.asarray(y)
         labels = labels.argmax(-1) if labels.ndim == 2 else labels.astype(int)
-        probs = self.member_predictions(x, batch_size)
+        probs = self.member_predictions(x, batch_size) if member_probs is None else np.asarray(
+            member_probs, np.float32)
         combined = keras.ops.convert_to_numpy(self.combine(probs))
         member_scores = [metrics.scores(p, labels) for p in probs]
         ensemble_scores = metrics.scores(combined, labels)

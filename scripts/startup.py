@@ -7,8 +7,10 @@ module sets `TF_CPP_MIN_LOG_LEVEL=2` (later INFO logs) and loads TensorFlow and
 its devices with stderr caught in a file; every caught line that is not such
 start-up noise is written back to stderr, so real warnings stay visible.
 
-Nothing happens when the user set TF_CPP_MIN_LOG_LEVEL (they chose what to
-see) or when Keras runs on another backend (TensorFlow is not loaded then).
+The same happens when the user set TF_CPP_MIN_LOG_LEVEL (the usual way to
+quiet TensorFlow, which these start-up lines ignore: they come before the
+level is read); nothing happens when Keras runs on another backend
+(TensorFlow is not loaded then).
 """
 
 import importlib.util
@@ -26,9 +28,8 @@ NOISE = re.compile(
 
 
 def _load_quietly():
-    if "TF_CPP_MIN_LOG_LEVEL" in os.environ:
-        return
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    # A level the user chose is kept; TensorFlow ignores it for these lines anyway.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     backend = os.environ.get("KERAS_BACKEND", "tensorflow")
     if backend != "tensorflow" or importlib.util.find_spec("tensorflow") is None:
         return

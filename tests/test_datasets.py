@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from augment import datasets
+from augment.readers import download
 from augment.datasets import (
     DATA_DIR_ENV,
     IDX_FILES,
@@ -179,7 +180,7 @@ def test_mnist_falls_back_to_sample_when_keras_fails(monkeypatch):
     def offline(name, **options):
         raise OSError("no network")
 
-    monkeypatch.setattr(datasets, "_load_from_keras", offline)
+    monkeypatch.setattr(download, "load", offline)
     with pytest.warns(UserWarning, match=DATA_DIR_ENV) as record:
         ds = load_dataset("mnist", limit_train=100)
     assert "--data-dir" in str(record[0].message)
@@ -191,7 +192,7 @@ def test_other_datasets_raise_when_keras_fails(monkeypatch):
     def offline(name, **options):
         raise OSError(f"could not download {name}")
 
-    monkeypatch.setattr(datasets, "_load_from_keras", offline)
+    monkeypatch.setattr(download, "load", offline)
     with pytest.raises(OSError, match="cifar10"):
         load_dataset("cifar10")
 
@@ -208,7 +209,7 @@ def test_keras_download_failure_is_fast(monkeypatch):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("https_proxy", f"http://127.0.0.1:{port}")
     monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{port}")
-    monkeypatch.setattr(datasets, "DOWNLOAD_TIMEOUT_S", 2.0)
+    monkeypatch.setattr(download, "DOWNLOAD_TIMEOUT_S", 2.0)
     pytest.importorskip("keras")
     start = time.perf_counter()
     with pytest.warns(UserWarning, match="EMBEDDED SAMPLE"):
@@ -321,29 +322,30 @@ def _save_png(path, size, color, mode="RGB"):
 
 
 def test_folder_with_train_and_val(tmp_path):
+    """A folder is listed, not loaded: the splits hold the files and labels
+    (augment/streams.py decodes them; tests/test_streams.py)."""
     for split, count in (("train", 3), ("val", 1)):
         for i in range(count):
             _save_png(tmp_path / split / "dog" / f"{i}.png", (20, 10), (200, 0, 0))
             _save_png(tmp_path / split / "cat" / f"{i}.PNG", (8, 8), 100, mode="L")
     (tmp_path / "train" / "cat" / "notes.txt").write_text("not an image")
-    ds = load_dataset("folder", data_dir=tmp_path, image_shape=(16, 12, 3))
-    assert ds.class_names == ["cat", "dog"] and ds.num_classes == 2
-    assert ds.x_train.shape == (6, 16, 12, 3) and ds.x_test.shape == (2, 16, 12, 3)
-    np.testing.assert_array_equal(ds.y_train, [0, 0, 0, 1, 1, 1])
-    assert tuple(ds.x_train[0, 5, 5]) == (100, 100, 100) and tuple(ds.x_train[3, 5, 5]) == (200, 0, 0)
-    gray = load_dataset("folder", data_dir=tmp_path, image_shape=(8, 8, 1))
-    assert gray.x_test.shape == (2, 8, 8, 1) and gray.x_test[0, 0, 0, 0] == 100
+    ds = load_dataset("folder", data_dir=tmp_path)
+    assert ds.streaming and ds.class_names == ["cat", "dog"] and ds.num_classes == 2
+    assert len(ds.train) == 6 and len(ds.test) == 2
+    np.testing.assert_array_equal(ds.train.labels, [0, 0, 0, 1, 1, 1])
+    assert all(p.endswith((".png", ".PNG")) for p in ds.train.paths)
 
 
 def test_folder_flat_split(tmp_path):
     for cls in ("a", "b", "c"):
         for i in range(10):
             _save_png(tmp_path / cls / f"{i}.png", (4, 4), (i * 20, 0, 0))
-    ds = load_dataset("folder", data_dir=tmp_path, image_shape=(4, 4, 3), seed=1)
-    assert len(ds.x_train) == 24 and len(ds.x_test) == 6
-    np.testing.assert_array_equal(np.bincount(ds.y_test), [2, 2, 2])
-    again = load_dataset("folder", data_dir=tmp_path, image_shape=(4, 4, 3), seed=1)
-    np.testing.assert_array_equal(ds.x_test, again.x_test)
+    ds = load_dataset("folder", data_dir=tmp_path, seed=1)
+    assert len(ds.train) == 24 and len(ds.test) == 6
+    np.testing.assert_array_equal(np.bincount(ds.test.labels), [2, 2, 2])
+    again = load_dataset("folder", data_dir=tmp_path, seed=1)
+    np.testing.assert_array_equal(ds.test.paths, again.test.paths)
+    assert not set(ds.test.paths) & set(ds.train.paths)
     with pytest.raises(ValueError, match="data_dir"):
         load_dataset("folder")
 

@@ -21,15 +21,15 @@ from zoo.contract import Classifier, InputContract, contract_of
 from zoo.googlenet import GoogLeNet
 from zoo.layers import AdaptiveAveragePooling, LocalResponseNormalization, Maxout, StochasticDepth
 from zoo.lenet import LeNet
-from zoo.registry import (create_model, get_family, list_families, list_models, min_input_size,
-                          register_family, register_model)
+from zoo.registry import (create_model, default_input_shape, get_family, list_families,
+                          list_models, min_input_size, register_family, register_model)
 from zoo.resnet import ResNet
 from zoo.vgg import VGG
 
 __all__ = [
     "AlexNet", "GoogLeNet", "LeNet", "ResNet", "VGG", "Classifier", "InputContract", "contract_of",
     "AdaptiveAveragePooling", "LocalResponseNormalization", "Maxout", "StochasticDepth",
-    "create_model", "get_family", "list_families", "list_models", "min_input_size",
+    "create_model", "default_input_shape", "get_family", "list_families", "list_models", "min_input_size",
     "register_family",
     "register_model",
 ]

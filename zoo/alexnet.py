@@ -131,7 +131,7 @@ def test_alexnet(**kwargs):
 # twice, weight decay 5e-4 (l2 = 2.5e-4 here), dropout 0.5, ~90 epochs.
 RECIPE = dict(model="alexnet_cifar", dataset="cifar10", epochs=90, batch_size=128,
               optimizer="momentum", lr=0.01, schedule="step", lr_milestones=(30, 60),
-              l2=2.5e-4, augment="alexnet")
+              l2=2.5e-4, augment="alexnet", train_transform="alexnet", eval_transform="center")
 SEARCH_SPACE = {
     "full": {"width": [0.25, 0.5, 1.0], "hidden_units": [256, 512, 1024, 2048],
              "lrn": [True, False]},

@@ -205,7 +205,8 @@ def test_googlenet(**kwargs):
 # the paper gives no weight decay (l2 1e-4 here), dropout 0.4.
 RECIPE = dict(model="googlenet_cifar", dataset="cifar10", epochs=100, batch_size=128,
               optimizer="momentum", lr=0.01, schedule="exponential", lr_gamma=0.96,
-              lr_decay_epochs=8, l2=1e-4, augment="standard")
+              lr_decay_epochs=8, l2=1e-4, augment="standard", train_transform="inception",
+              eval_transform="center")
 SEARCH_SPACE = {
     "full": {"width": [0.25, 0.5, 1.0], "aux_logits": [True, False]},
     "tiny": {"width": [0.03125, 0.0625], "aux_logits": [True, False]},

@@ -83,7 +83,8 @@ def lenet5_faithful(**kwargs):
 # and cosine decay replace their stochastic diagonal Levenberg-Marquardt. A
 # paper's weight decay lambda on an SGD loss is l2 = lambda / 2 here.
 RECIPE = dict(model="lenet5", dataset="mnist", image_size=32, epochs=20, batch_size=128,
-              optimizer="momentum", lr=0.05, schedule="cosine", l2=5e-5)
+              optimizer="momentum", lr=0.05, schedule="cosine", l2=5e-5,
+              train_transform="resize", eval_transform="resize")
 SEARCH_SPACE = {
     "full": {"width": [0.5, 1.0, 2.0], "hidden_units": [84, 168], "pooling": ["max", "avg"]},
     "tiny": {"width": [0.5, 1.0], "hidden_units": [16, 84], "pooling": ["max", "avg"]},

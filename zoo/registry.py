@@ -14,7 +14,7 @@ import fnmatch
 from collections.abc import Callable
 
 from zoo.contract import Classifier, InputContract
-from zoo.resolve import InputTooSmall
+from zoo.resolve import InputShapeProbe, InputTooSmall, probing_input_shape
 
 _MODELS = {}
 _FAMILIES = {}
@@ -59,6 +59,18 @@ def min_input_size(name, channels=1, **kwargs):
     except InputTooSmall as err:
         return err.min_size
     return 1
+
+
+def default_input_shape(name, **kwargs):
+    """The (height, width, channels) model `name` takes by default (with
+    `kwargs`), read without building it: construction stops at the input
+    shape check (`zoo.resolve.probing_input_shape`)."""
+    try:
+        with probing_input_shape():
+            create_model(name, **kwargs)
+    except InputShapeProbe as probe:
+        return probe.shape
+    raise ValueError(f"model={name!r} did not check its input shape")
 
 
 def create_model(name, weights=None, preprocessing=None, **kwargs):

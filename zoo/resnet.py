@@ -187,7 +187,7 @@ register_variant(
 # 1e-4 (l2 = 5e-5 here).
 RECIPE = dict(model="resnet20", dataset="cifar10", epochs=164, batch_size=128,
               optimizer="momentum", lr=0.1, schedule="step", lr_milestones=(82, 123),
-              l2=5e-5, augment="standard")
+              l2=5e-5, augment="standard", train_transform="resnet", eval_transform="center")
 SEARCH_SPACE = {
     "full": {"depth": [20, 32, 44, 56], "width": [0.5, 1.0, 2.0],
              "stochastic_depth": [0.0, 0.1, 0.2], "zero_init_residual": [True, False]},

@@ -11,6 +11,7 @@ Defaults and their sources:
 - Goodfellow et al. 2013, "Maxout Networks": k = 2 linear pieces.
 """
 
+import contextlib
 import math
 
 import keras
@@ -98,6 +99,29 @@ class InputTooSmall(ValueError):
         self.min_size = min_size
 
 
+class InputShapeProbe(Exception):
+    """Raised by `check_input_shape` inside `probing_input_shape`: a model's
+    input shape, known before any layer is built."""
+
+    def __init__(self, shape):
+        super().__init__(f"input shape {shape}")
+        self.shape = shape
+
+
+_probing = [False]
+
+
+@contextlib.contextmanager
+def probing_input_shape():
+    """Within the block, constructing a model stops at its input shape check
+    with `InputShapeProbe` (`zoo.registry.default_input_shape`)."""
+    _probing[0] = True
+    try:
+        yield
+    finally:
+        _probing[0] = False
+
+
 def check_input_shape(input_shape, min_size, model_name):
     """(height, width, channels) with both sides at least `min_size`."""
     shape = tuple(input_shape) if isinstance(input_shape, (list, tuple)) else None
@@ -112,6 +136,8 @@ def check_input_shape(input_shape, min_size, model_name):
             "input_shape", input_shape,
             f"height and width >= {min_size}: {model_name} downsamples a smaller input to nothing",
         )), min_size)
+    if _probing[0]:
+        raise InputShapeProbe(shape)
     return shape
 
 

@@ -96,7 +96,7 @@ def test_vgg(**kwargs):
 # three times, weight decay 5e-4 (l2 = 2.5e-4 here), dropout 0.5, 74 epochs.
 RECIPE = dict(model="vgg16_cifar", dataset="cifar10", epochs=74, batch_size=256,
               optimizer="momentum", lr=0.01, schedule="step", lr_milestones=(30, 50, 65),
-              l2=2.5e-4, augment="standard")
+              l2=2.5e-4, augment="standard", train_transform="vgg", eval_transform="center")
 SEARCH_SPACE = {
     "full": {"depth": [11, 13, 16, 19], "width": [0.25, 0.5, 1.0], "head_units": [256, 512]},
     "tiny": {"depth": [4, 5], "width": [0.5, 1.0], "head_units": [8, 16]},

@@ -14,7 +14,10 @@ import sys
 import zoo
 from augment.pipelines import DEVICES as AUGMENT_DEVICES
 from augment.pipelines import OPTION_NAMES as AUGMENT_OPTIONS
+from augment.datasets import BAD_IMAGES
 from augment.pipelines import PRESET_NAMES as AUGMENT_PRESETS
+from augment.transforms import EVAL as EVAL_TRANSFORMS
+from augment.transforms import TRAIN as TRAIN_TRANSFORMS
 from augment.tta import VIEWS as TTA_VIEWS
 from ensembles import METHODS as ENSEMBLE_METHODS
 from zoo import pretrained
@@ -33,7 +36,8 @@ def build_parser(recipe=None, prog=None, description=None):
     add = p.add_argument
     add("--model", default=d["model"], help="a registered name (zoo.list_models())")
     add("--dataset", default=d["dataset"],
-        help="mnist, mnist_sample, fashion_mnist, cifar10, cifar100, synthetic or folder")
+        help="mnist, mnist_sample, fashion_mnist, cifar10, cifar100, synthetic; folder (class "
+             "sub-folders of images) or tfrecord (shards), streamed (docs/data.md)")
     add("--data-dir", default=d["data_dir"],
         help="directory with the dataset's files (else $ZOO_DATA_DIR, else keras.datasets)")
     add("--classes", type=types.int_list, default=d["classes"], metavar="LABELS",
@@ -72,7 +76,22 @@ def build_parser(recipe=None, prog=None, description=None):
              "grayscale repeated to RGB, and resized by --image-size (docs/pretrained.md)")
     add("--image-size", type=types.positive_int, default=d["image_size"],
         help="zero-pad images to this side (MNIST 28 -> 32 for LeNet-5); with --weights, "
-             "resize them to it (224 is the weights' own size)")
+             "resize them to it (224 is the weights' own size); folder/tfrecord: the crop "
+             "(default: the model's input)")
+    add("--train-transform", choices=TRAIN_TRANSFORMS, default=d["train_transform"],
+        help="folder/tfrecord: the crop of each training image (augment/transforms.py; "
+             "default: the family's paper, else inception)")
+    add("--eval-transform", choices=EVAL_TRANSFORMS, default=d["eval_transform"],
+        help="folder/tfrecord: how test images are fitted (center: 224 of 256 of the short side; "
+             "default: the family's, else center)")
+    add("--data-cache", default=d["data_cache"], metavar="memory|DIR",
+        help="folder/tfrecord: keep the encoded training images (and the transformed "
+             "evaluation ones) after their first read, in memory or in DIR")
+    add("--data-service", default=d["data_service"], metavar="grpc://HOST:PORT",
+        help="folder/tfrecord: run the input pipeline on a tf.data service cluster "
+             "(scripts/data_service.py; docs/scaling.md)")
+    add("--bad-images", choices=BAD_IMAGES, default=d["bad_images"],
+        help="folder: skip (and name) image files that cannot be used, or stop (error)")
     add("--augment", choices=AUGMENT_PRESETS, default=d["augment"],
         help="augmentation preset (augment/pipelines.py); the flags below override its pieces")
     add("--augment-device", choices=AUGMENT_DEVICES, default=d["augment_device"],

@@ -34,6 +34,7 @@ DEFAULT_CHECK_L2 = 1e-3      # L2 strength for the regularization check when the
 OVERFIT_TARGET = 0.99        # training accuracy that counts as "overfit"
 LR_FINDER_SMOOTHING = 0.9    # exponential smoothing of the recorded loss
 LR_FINDER_DIVERGE = 4.0      # stop once the smoothed loss exceeds this multiple of the best
+CHECK_IMAGES = 256           # training images the checks use (the initial loss' batch)
 
 
 class SanityCheckError(ValueError):
@@ -189,7 +190,8 @@ def run_checks(config, data=None, examples=50, max_steps=300, log=print):
         The list of `CheckResult`s.
     """
     data = data or data_module.prepare_data(config)
-    args = (data["x_train"], data["y_train"], data["num_classes"], data["input_shape"],
+    args = (*data_module.head(data, "train", max(examples, CHECK_IMAGES)), data["num_classes"],
+            data["input_shape"],
             data["contract"])
     results = initial_loss_check(config, *args)
     results.append(overfit_check(config, *args, examples=examples, max_steps=max_steps))
@@ -282,7 +284,8 @@ def find_lr(model, x, y, config, min_lr=1e-6, max_lr=10.0, num_steps=200, plot_p
 
     Args:
         model: an uncompiled or compiled keras model.
-        x, y: training images and one-hot labels (cycled as needed).
+        x, y: training images and one-hot labels (cycled as needed), or a
+            training `augment.streams.Stream` (y None).
         config: the `TrainConfig` giving optimizer, batch size, loss settings.
         min_lr, max_lr, num_steps: the exponential sweep.
         plot_path: where to write the loss-against-LR PNG (None: no plot).
@@ -293,9 +296,14 @@ def find_lr(model, x, y, config, min_lr=1e-6, max_lr=10.0, num_steps=200, plot_p
     weights = model.get_weights()
     test = LRRangeTest(min_lr, max_lr, num_steps)
     _compile(model, config, lr=min_lr)
-    steps_per_epoch = math.ceil(len(x) / config.batch_size)
-    model.fit(x, y, batch_size=config.batch_size, epochs=math.ceil(num_steps / steps_per_epoch),
-              callbacks=[test], verbose=0, shuffle=True)
+    if data_module.is_stream(x):  # a streamed dataset: its training pipeline
+        model.fit(x.dataset(config.batch_size), steps_per_epoch=num_steps, epochs=1,
+                  callbacks=[test], verbose=0)
+    else:
+        steps_per_epoch = math.ceil(len(x) / config.batch_size)
+        model.fit(x, y, batch_size=config.batch_size,
+                  epochs=math.ceil(num_steps / steps_per_epoch), callbacks=[test], verbose=0,
+                  shuffle=True)
     model.set_weights(weights)
     suggested, at_min = suggest_lr(test.lrs, test.smoothed, min_lr, max_lr)
     result = LRFinderResult(suggested, at_min, test.lrs, test.losses,

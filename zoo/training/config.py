@@ -12,7 +12,7 @@ import keras
 
 import ensembles
 import zoo
-from augment import datasets, pipelines
+from augment import datasets, pipelines, transforms
 from augment import tta as augment_tta
 from ensembles import averaging, distill, snapshot
 from zoo import pretrained, resolve
@@ -56,7 +56,13 @@ class TrainConfig:
     dropout: float | None = None
     model_options: dict = dataclasses.field(default_factory=dict)
     weights: str | None = None             # ImageNet weights: keras, torchvision or a file
-    image_size: int | None = None          # zero-pad (with weights: resize) images to this side
+    image_size: int | None = None          # zero-pad (with weights: resize) images to this side;
+                                           # folder/tfrecord: the crop side (pixels)
+    train_transform: str | None = None     # folder/tfrecord: augment.transforms.TRAIN (None: inception)
+    eval_transform: str | None = None      # folder/tfrecord: augment.transforms.EVAL (None: center)
+    data_cache: str | None = None          # folder/tfrecord: "memory" or a directory
+    data_service: str | None = None        # folder/tfrecord: a tf.data service, grpc://HOST:PORT
+    bad_images: str = "skip"               # folder: skip (and name) unusable files, or error
     augment: str = "none"                  # preset, augment.pipelines.PRESET_NAMES
     augment_options: dict = dataclasses.field(default_factory=dict)  # AugmentSpec overrides
     augment_device: str = "host"           # host: tf.data pipeline; device: in the train step
@@ -121,6 +127,7 @@ class TrainConfig:
         if self.weights is not None:
             pretrained.check(self.model, self.weights)
         resolve.check_choice("dataset", self.dataset, tuple(datasets.list_datasets()))
+        self._validate_streaming()
         spec = pipelines.resolve_spec(self.augment, self.augment_options)
         resolve.check_choice("augment_device", self.augment_device, pipelines.DEVICES)
         if self.tta is not None:
@@ -155,6 +162,25 @@ class TrainConfig:
             raise resolve.bad_option("lr_milestones", self.lr_milestones,
                                      "at least one epoch when schedule='step'")
         return self
+
+    def _validate_streaming(self):
+        if self.train_transform is not None:
+            resolve.check_choice("train_transform", self.train_transform, transforms.TRAIN)
+        if self.eval_transform is not None:
+            resolve.check_choice("eval_transform", self.eval_transform, transforms.EVAL)
+        resolve.check_choice("bad_images", self.bad_images, datasets.BAD_IMAGES)
+        streaming = self.dataset in datasets.STREAMING
+        for name in ("data_cache", "data_service"):
+            if getattr(self, name) is not None and not streaming:
+                raise resolve.bad_option(name, getattr(self, name),
+                                         "None unless dataset is folder or tfrecord (the others "
+                                         "are held in memory)")
+        if self.data_service is not None and not str(self.data_service).startswith("grpc://"):
+            raise resolve.bad_option("data_service", self.data_service,
+                                     "a tf.data service dispatcher, grpc://HOST:PORT")
+        if self.data_service is not None and self.data_cache is not None:
+            raise resolve.bad_option("data_cache", self.data_cache,
+                                     "None with data_service (the service's workers read)")
 
     def _validate_averaging(self):
         if self.ensemble is not None:

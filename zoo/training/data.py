@@ -10,18 +10,28 @@ network's input size, the class names. `fit_inputs` turns them into what
 `augment.pipelines.AugmentedModel` fed uint8 batches (`"device"`).
 """
 
+import dataclasses
 import sys
 
 import keras
 import numpy as np
 
 import zoo
-from augment import datasets, pipelines
+from augment import datasets, pipelines, streams, transforms
 from augment import layers as augment_layers
 from zoo import pretrained
 from zoo.contract import InputContract
 from zoo.resolve import bad_option
-from zoo.training import builder
+from zoo.training import builder, distribute
+
+# Streamed datasets (folder, tfrecord): the transforms when neither the flags
+# nor the family's recipe name one; training images the normalization
+# statistics are estimated on; images for BatchNorm re-estimation and PCA lighting.
+DEFAULT_TRAIN_TRANSFORM = "inception"
+DEFAULT_EVAL_TRANSFORM = "center"
+STATS_IMAGES = 5000
+BN_IMAGES = 10_000
+PCA_IMAGES = 2000
 
 
 def prepare_data(config, min_size=None):
@@ -45,7 +55,9 @@ def prepare_data(config, min_size=None):
     """
     ds = datasets.load_dataset(config.dataset, config.data_dir, limit_train=config.limit_train,
                                limit_test=config.limit_test, seed=config.seed,
-                               classes=config.classes)
+                               classes=config.classes, bad_images=config.bad_images)
+    if ds.streaming:
+        return prepare_stream(config, ds)
     x_train, y_train = ds.x_train, ds.y_train
     raw_shape = tuple(int(d) for d in x_train.shape[1:])
     channels = 3 if config.weights else raw_shape[-1]
@@ -81,6 +93,106 @@ def prepare_data(config, min_size=None):
         "input_shape": ((size, size) if size else raw_shape[:2]) + (channels,),
         "contract": contract, "source": ds.source, "image_size": size,
     }
+
+
+def prepare_stream(config, ds):
+    """`prepare_data` for a streamed dataset (`datasets.STREAMING`): "x_train",
+    "x_val", "x_test" are `augment.streams.Stream`s (their labels come with
+    their images: "y_*" are None until a prediction fills them, `predict`);
+    the contract is for crops of `image_size` (the model's default input
+    when not given), fitted by the eval transform's rule, normalized with the
+    weights' statistics or those of `STATS_IMAGES` training images."""
+    options = {k: v for k, v in builder.model_options(config).items() if v is not None}
+    if config.weights:
+        options = {**pretrained.architecture(config.model, config.weights), **options}
+    size = config.image_size or zoo.default_input_shape(config.model, **options)[0]
+    spec = pipelines.resolve_spec(config.augment, config.augment_options)
+    train_transform = config.train_transform or DEFAULT_TRAIN_TRANSFORM
+    eval_transform = config.eval_transform or DEFAULT_EVAL_TRANSFORM
+    common = dict(num_classes=ds.num_classes, size=size, seed=config.seed,
+                  shard=distribute.worker_share(config.strategy))
+    train, val = ds.train, None
+    if config.val_split:
+        train, val = train.holdout(config.val_split, config.seed)
+    x_train = streams.Stream(train, transform=train_transform, training=True,
+                             flip=spec.flip is not False, cache=config.data_cache,
+                             service=config.data_service, **common)
+    evaluation = dict(transform=eval_transform, cache=config.data_cache, **common)
+    x_val = streams.Stream(val, **evaluation) if val is not None else None
+    x_test = streams.Stream(ds.test, **{**evaluation, "shard": None})
+    if config.weights:
+        stats = pretrained.preprocessing(config.model, config.weights)
+        mean, std = stats["mean"], stats["std"]
+    else:
+        mean, std = stream_stats(streams.Stream(train, transform=eval_transform, **common))
+    contract = InputContract((size, size, 3), mean, std, fit=transforms.CONTRACT_FIT[eval_transform],
+                             class_names=ds.class_names, dataset=ds.name, classes=config.classes)
+    return {
+        "x_train": x_train, "y_train": None, "x_val": x_val, "y_val": None,
+        "x_test": x_test, "y_test": None, "num_classes": ds.num_classes,
+        "class_names": ds.class_names, "input_shape": (size, size, 3), "contract": contract,
+        "source": ds.source, "image_size": size, "bad_files": len(ds.bad_files),
+    }
+
+
+def stream_stats(stream, count=None):
+    """Per-channel mean and std of `x / 255` over the first `count` images
+    (`STATS_IMAGES`) of a stream, batch by batch (constant memory)."""
+    total = total_sq = None
+    pixels = 0
+    for images, _ in stream.batches(256, limit=count or STATS_IMAGES):
+        values = images.reshape(-1, images.shape[-1]).astype(np.float64) / 255.0
+        total = values.sum(0) + (0 if total is None else total)
+        total_sq = np.square(values).sum(0) + (0 if total_sq is None else total_sq)
+        pixels += len(values)
+    mean = total / pixels
+    return mean.astype(np.float32), np.sqrt(np.maximum(total_sq / pixels - mean ** 2,
+                                                       0.0)).astype(np.float32)
+
+
+def is_stream(x):
+    return isinstance(x, streams.Stream)
+
+
+def predict(model, data, split, batch_size=256):
+    """The probabilities of `model` on a split ("train", "val", "test") of
+    `data`. A stream's labels come with its images (a file dropped while
+    decoding cannot misalign them): they fill `data["y_<split>"]`."""
+    x = data[f"x_{split}"]
+    if not is_stream(x):
+        return np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
+    probs, labels = [], []
+    for images, ints in x.batches(batch_size):
+        probs.append(keras.ops.convert_to_numpy(model.predict_on_batch(images)))
+        labels.append(ints)
+    probs, labels = np.concatenate(probs), np.concatenate(labels)
+    known = data.get(f"y_{split}")
+    if known is None or len(known) != len(labels):
+        data[f"y_{split}"] = keras.utils.to_categorical(labels, data["num_classes"]).astype(
+            "float32")
+    return probs
+
+
+def head(data, split, count):
+    """(uint8 images, one-hot labels) of the first `count` images of a split,
+    as arrays (checks, monitors, statistics)."""
+    x = data[f"x_{split}"]
+    if not is_stream(x):
+        return x[:count], data[f"y_{split}"][:count]
+    parts = list(x.batches(min(count, 256), limit=count))
+    images = np.concatenate([p[0] for p in parts])
+    labels = keras.utils.to_categorical(np.concatenate([p[1] for p in parts]),
+                                        data["num_classes"]).astype("float32")
+    return images, labels
+
+
+def batch_norm_images(data, batch_size=256):
+    """The training images BatchNorm statistics are re-estimated on (EMA,
+    SWA): the array, or `BN_IMAGES` images of a stream batch by batch."""
+    x = data["x_train"]
+    if not is_stream(x):
+        return x
+    return (images for images, _ in x.batches(batch_size, limit=BN_IMAGES))
 
 
 def fit_size(config, image_shape, min_size=None, log=print):
@@ -119,17 +231,13 @@ def fit_inputs(config, model, data):
     """
     has_val = data["x_val"] is not None
     spec = pipelines.resolve_spec(config.augment, config.augment_options)
+    if is_stream(data["x_train"]):
+        return fit_stream(config, model, data, spec)
     plain = dict(x=data["x_train"], y=data["y_train"], batch_size=config.batch_size,
                  validation_data=(data["x_val"], data["y_val"]) if has_val else None)
     if spec == pipelines.PRESETS["none"]:
         return model, plain
-    pca_stats = augment_layers.pca_lighting_stats(data["x_train"], seed=config.seed) \
-        if spec.pca_lighting else None
-    image_shape = data["x_train"].shape[1:]
-    mean = data["contract"].mean
-    augmenter = pipelines.build_augmenter(
-        spec, image_shape=image_shape, mean=mean if len(mean) == image_shape[-1] else None,
-        dataset=config.dataset, pca_stats=pca_stats, seed=config.seed)
+    augmenter = make_augmenter(config, data, spec, data["x_train"])
     if config.augment_device == "host":
         train_ds = pipelines.make_dataset(data["x_train"], data["y_train"], augmenter,
                                           batch_size=config.batch_size, seed=config.seed)
@@ -138,3 +246,41 @@ def fit_inputs(config, model, data):
     x = data["x_train"]
     x = {"images": x, "labels": data["y_train"]} if spec.mixes_labels else x
     return wrapper, {**plain, "x": x}
+
+
+def fit_stream(config, model, data, spec):
+    """`fit_inputs` for streams: the training pipeline (augmented on the host,
+    or by an `AugmentedModel` on the device), `steps_per_epoch` batches an
+    epoch, the validation pipeline."""
+    stream = data["x_train"]
+    # The train transform crops and flips: the preset adds its other pieces
+    # (PCA lighting, erasing, RandAugment, mixup, CutMix), a crop only when asked.
+    spec = dataclasses.replace(spec, flip=False,
+                               crop_padding=config.augment_options.get("crop_padding", 0))
+    augmenter = None
+    if spec != pipelines.PRESETS["none"]:
+        images, _ = head(data, "train", PCA_IMAGES if spec.pca_lighting else 1)
+        augmenter = make_augmenter(config, data, spec, images)
+    device = augmenter is not None and config.augment_device == "device"
+    train_ds = stream.dataset(config.batch_size, None if device else augmenter)
+    fit_model = model
+    if device:
+        fit_model = pipelines.AugmentedModel(model, augmenter, name=f"{model.name}_augmented")
+        if spec.mixes_labels:
+            train_ds = train_ds.map(lambda x, y: ({"images": x, "labels": y}, y))
+    val = data["x_val"]
+    validation = {"validation_data": val.dataset(config.batch_size, repeat=True),
+                  "validation_steps": val.steps(config.batch_size)} if val else {}
+    return fit_model, {"x": train_ds, "y": None, "batch_size": None, "shuffle": False,
+                       "steps_per_epoch": stream.steps(config.batch_size), **validation}
+
+
+def make_augmenter(config, data, spec, images):
+    """The augmentation stack of `spec` for training images like `images`."""
+    pca_stats = augment_layers.pca_lighting_stats(images, seed=config.seed) \
+        if spec.pca_lighting else None
+    image_shape = images.shape[1:]
+    mean = data["contract"].mean
+    return pipelines.build_augmenter(
+        spec, image_shape=image_shape, mean=mean if len(mean) == image_shape[-1] else None,
+        dataset=config.dataset, pca_stats=pca_stats, seed=config.seed)

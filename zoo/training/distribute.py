@@ -106,6 +106,26 @@ def is_chief(tf_config=None):
     return kind == "worker" and index == 0 and "chief" not in tf_config.get("cluster", {})
 
 
+def worker_share(strategy):
+    """(workers, this worker's index) of a multi-worker run, for reading a
+    disjoint share of a streamed dataset; None for a single process."""
+    if strategy != "multiworker":
+        return None
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return (jax.process_count(), jax.process_index()) if jax.process_count() > 1 else None
+    tf_config = read_tf_config()
+    cluster = tf_config.get("cluster", {})
+    tasks = [("chief", i) for i in range(len(cluster.get("chief", [])))] + [
+        ("worker", i) for i in range(len(cluster.get("worker", [])))]
+    task = tf_config.get("task", {})
+    mine = (task.get("type"), int(task.get("index", 0)))
+    if len(tasks) < 2 or mine not in tasks:
+        return None
+    return len(tasks), tasks.index(mine)
+
+
 @contextlib.contextmanager
 def precision_policy(precision):
     """Sets the global dtype policy for the block and restores the previous one."""

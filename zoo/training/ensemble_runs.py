@@ -53,7 +53,7 @@ def _combine_members(run, config, start):
     ensemble = EnsembleModel(members, method=config.ensemble_method, name="ensemble")
     summary = evaluate.summarize_ensemble(ensemble, config, data, member_metrics[0])
     figures, probs = evaluate.evaluate_test(ensemble, config, data)
-    member_probs = evaluate.predict(members[0], data["x_test"], config)
+    member_probs = data_module.predict(members[0], data, "test")
     model, calibration, calibrated_probs = ensemble, None, None
     if config.calibrate:
         model, calibration, calibrated_probs = evaluate.calibrate(ensemble, config, data, probs)

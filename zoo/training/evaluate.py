@@ -9,10 +9,9 @@ import ensembles
 from augment import corruptions, pipelines
 from augment import tta as augment_tta
 from ensembles import metrics
+from zoo.training import data as data_module
 
-
-def predict(model, x, config):
-    return np.asarray(model.predict(x, batch_size=max(config.batch_size, 256), verbose=0))
+TIMED_IMAGES = 2048  # test images the ensemble's inference cost is timed on
 
 
 def evaluate_test(model, config, data, probs=None):
@@ -20,7 +19,8 @@ def evaluate_test(model, config, data, probs=None):
     cross-entropy, i.e. the NLL: no label smoothing, no weight penalty), accuracy,
     error, NLL, Brier score, ECE, MCE and, with `config.tta`, the accuracy over TTA
     views. Returns (figures, test probabilities)."""
-    probs = predict(model, data["x_test"], config) if probs is None else probs
+    batch = max(config.batch_size, 256)
+    probs = data_module.predict(model, data, "test", batch) if probs is None else probs
     s = metrics.scores(probs, data["y_test"])
     figures = {"test_loss": s["nll"], "test_accuracy": s["accuracy"], "test_error": s["error"],
                "test_nll": s["nll"], "test_brier": s["brier"], "test_ece": s["ece"],
@@ -28,9 +28,9 @@ def evaluate_test(model, config, data, probs=None):
                "test_error_tta": None}
     if config.tta:
         crop = pipelines.resolve_spec(config.augment, config.augment_options).crop_padding
-        tta_accuracy, _ = augment_tta.evaluate_tta(
-            model, data["x_test"], data["y_test"], config.tta,
-            batch_size=max(config.batch_size, 256), **augment_tta.evaluation_settings(crop))
+        tta = augment_tta.TTAModel(model, config.tta, **augment_tta.evaluation_settings(crop))
+        tta_accuracy = metrics.scores(data_module.predict(tta, data, "test", batch),
+                                      data["y_test"])["accuracy"]
         figures.update(test_accuracy_tta=tta_accuracy, test_error_tta=1.0 - tta_accuracy)
     return figures, probs
 
@@ -40,25 +40,33 @@ def calibrate(model, config, data, test_probs):
 
     Returns (the model with the temperature in it, a report: the temperature and
     the test scores before and after)."""
-    val_probs = predict(model, data["x_val"], config)
+    val_probs = data_module.predict(model, data, "val", max(config.batch_size, 256))
     temperature = ensembles.fit_temperature(val_probs, data["y_val"])
     after = ensembles.apply_temperature(test_probs, temperature)
     report = {"method": config.calibrate, "temperature": temperature,
-              "fitted_on": f"{len(data['x_val'])} validation images",
+              "fitted_on": f"{len(val_probs)} validation images",
               "before": metrics.scores(test_probs, data["y_test"]),
               "after": metrics.scores(after, data["y_test"])}
     return ensembles.calibrated(model, temperature, name=model.name), report, after
 
 
+def member_probabilities(ensemble, data, split, batch_size=256):
+    """(M, N, C) probabilities of every member on a split."""
+    return np.stack([data_module.predict(member, data, split, batch_size)
+                     for member in ensemble.members]).astype(np.float32)
+
+
 def summarize_ensemble(ensemble, config, data, single):
     """Per-member and ensemble test figures (accuracy, NLL, Brier, ECE), the
-    members' disagreement and the inference cost against one member. `single`
-    holds the single model's test figures (a snapshot run's last snapshot, or
-    member 0)."""
+    members' disagreement and the inference cost against one member (timed on
+    `TIMED_IMAGES` test images). `single` holds the single model's test figures
+    (a snapshot run's last snapshot, or member 0)."""
     if config.ensemble_method == "weighted" and data["x_val"] is not None:
-        ensemble.fit_weights(data["x_val"], data["y_val"])
-    report = ensemble.report(data["x_test"], data["y_test"])
-    x = data["x_test"]
+        val = member_probabilities(ensemble, data, "val")
+        ensemble.fit_weights(None, data["y_val"], member_probs=val)
+    report = ensemble.report(None, data["y_test"],
+                             member_probs=member_probabilities(ensemble, data, "test"))
+    x, _ = data_module.head(data, "test", TIMED_IMAGES)
     timings = {}
     for name, net in (("single", ensemble.members[-1]), ("ensemble", ensemble)):
         net.predict(x[:256], verbose=0)  # traced before timing

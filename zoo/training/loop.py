@@ -75,7 +75,7 @@ def _train_in(run, config, data, model, resuming):
     fit_model, fit_data = data_module.fit_inputs(config, model, data)
     if fit_model is not model:  # the on-device augmentation wrapper
         builder.compile_model(fit_model, config, steps_per_epoch)
-        fit_model(data["x_train"][:1])  # built before its weights are restored
+        fit_model(data_module.head(data, "train", 1)[0])  # built before its weights are restored
     teacher = None
     if config.distill_from:
         fit_model, fit_data, teacher = _distiller(config, model, data, fit_data, steps_per_epoch)
@@ -114,7 +114,8 @@ def _train_in(run, config, data, model, resuming):
         fit_callbacks.append(ensembles.SnapshotSaver(run.snapshots_dir, epochs_per_cycle,
                                                      model=model))
     if config.swa_start:
-        fit_callbacks.append(ensembles.SWA(config.swa_start, bn_data=data["x_train"],
+        fit_callbacks.append(ensembles.SWA(config.swa_start,
+                                           bn_data=data_module.batch_norm_images(data),
                                            state_path=run.backup_dir / "swa_state.npz",
                                            model=model))
     if config.early_stopping:
@@ -131,7 +132,7 @@ def _train_in(run, config, data, model, resuming):
     if config.ema:
         # fit left the averaged weights in the model, but the BatchNorm moving
         # statistics are those of the raw weights: re-estimate them.
-        ensembles.recompute_batch_norm(model, data["x_train"])
+        ensembles.recompute_batch_norm(model, data_module.batch_norm_images(data))
     figures, probs = evaluate.evaluate_test(model, config, data)
     ensemble_metrics = member_probs = None
     if config.ensemble == "snapshot":
@@ -186,7 +187,7 @@ def _distiller(config, model, data, fit_data, steps_per_epoch):
 
 
 def _teacher_report(config, teacher, data):
-    probs = teacher.predict(data["x_test"], batch_size=256, verbose=0)
+    probs = data_module.predict(teacher, data, "test")
     return {"teacher": str(config.distill_from), "temperature": config.distill_temperature,
             "hard_weight": config.distill_hard_weight,
             "teacher_test": ensembles.metrics.scores(probs, data["y_test"])}

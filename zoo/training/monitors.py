@@ -31,6 +31,7 @@ import numpy as np
 
 import zoo
 from zoo.contract import Classifier
+from zoo.training import data as data_module
 from zoo.training import plots
 
 RELU_LIKE = ("relu", "relu6")
@@ -224,9 +225,8 @@ def make_monitor(data, net=None, probe_size=128, **kwargs):
     images (training images when there is no validation split). A model that
     carries its input contract (`zoo.contract.Classifier`) is watched through
     its network, on the probe images as the network sees them."""
-    x, y = (data["x_val"], data["y_val"]) if data.get("x_val") is not None else (
-        data["x_train"], data["y_train"])
-    x, y = x[:probe_size], y[:probe_size]
+    x, y = data_module.head(data, "val" if data.get("x_val") is not None else "train",
+                            probe_size)
     if isinstance(net, Classifier):
         x, net = keras.ops.convert_to_numpy(net.preprocess(x)), net.network
     return TrainingMonitor(x, y, net=net, **kwargs)

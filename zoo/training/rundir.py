@@ -65,7 +65,7 @@ ARTIFACTS = (CONFIG, METRICS, MODEL, CURVES, LOG, CHECKPOINTS, SNAPSHOTS, BACKUP
              LR_FINDER_PLOT, RELIABILITY, "tensorboard", "model.pre-contract.keras")
 # Settings a resumed run may change: how it reports, not what it computes.
 RESUME_MAY_CHANGE = ("verbose", "overwrite", "tensorboard", "data_dir", "out", "check",
-                     "monitor", "jit_compile")
+                     "monitor", "jit_compile", "data_cache", "data_service")
 
 
 class RunDirError(RuntimeError):
