@@ -186,7 +186,8 @@ def build_augmenter(spec, *, image_shape, mean=None, dataset=None, pca_stats=Non
     if spec.mixup:
         stack.append(keras.layers.MixUp(alpha=spec.mixup, seed=next(seeds), name="mixup"))
     if spec.cutmix:
-        stack.append(keras.layers.CutMix(factor=(spec.cutmix, spec.cutmix), seed=next(seeds), name="cutmix"))
+        stack.append(keras.layers.CutMix(factor=(spec.cutmix, spec.cutmix), seed=next(seeds),
+                                         name="cutmix"))
     # An empty stack (the "none" preset) passes the images through unchanged.
     return keras.layers.Pipeline(stack or [keras.layers.Identity(name="identity")], name=name)
 

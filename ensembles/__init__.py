@@ -12,14 +12,17 @@
 """
 
 from ensembles import distill, metrics
-from ensembles.averaging import (SWA, SWASchedule, ema_callbacks, ema_optimizer,
-                                 recompute_batch_norm)
-from ensembles.calibration import (TemperatureScaling, apply_temperature, calibrated,
-                                   fit_temperature)
+from ensembles.averaging import SWA, SWASchedule, ema_callbacks, ema_optimizer, recompute_batch_norm
+from ensembles.calibration import TemperatureScaling, apply_temperature, calibrated, fit_temperature
 from ensembles.combine import METHODS, EnsembleModel, disagreement, fit_combination_weights
 from ensembles.distill import Distiller
-from ensembles.snapshot import (CyclicCosine, SnapshotEnsemble, SnapshotSaver, cyclic_cosine,
-                                load_snapshot_ensemble)
+from ensembles.snapshot import (
+                                 CyclicCosine,
+                                 SnapshotEnsemble,
+                                 SnapshotSaver,
+                                 cyclic_cosine,
+                                 load_snapshot_ensemble,
+)
 
 __all__ = [
     "Distiller", "TemperatureScaling", "apply_temperature", "calibrated", "distill",

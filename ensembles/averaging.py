@@ -14,13 +14,12 @@ the moving statistics of the individual networks do not belong to the
 averaged one.
 """
 
-import os
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from zoo import resolve
+from zoo import atomic, resolve
 
 
 def check_decay(decay):
@@ -176,11 +175,9 @@ class SWA(keras.callbacks.Callback):
             self.average = [a + (w - a) / self.count for a, w in zip(self.average, weights)]
         self.last_epoch = epoch
         if self.state_path:
-            tmp = self.state_path.with_name(f".tmp_{self.state_path.name}")
-            with open(tmp, "wb") as f:
+            with atomic.atomic_path(self.state_path) as tmp, open(tmp, "wb") as f:
                 np.savez(f, count=self.count, last_epoch=epoch,
                          **{f"w{i}": a for i, a in enumerate(self.average)})
-            os.replace(tmp, self.state_path)
 
     def on_train_end(self, logs=None):
         if not self.count:

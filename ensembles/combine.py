@@ -8,9 +8,8 @@ each with its own optimizer (an independent-model ensemble); with
 data.
 """
 
-import numpy as np
-
 import keras
+import numpy as np
 from keras import ops
 
 from ensembles import metrics

@@ -12,14 +12,13 @@ the last m snapshots form an `EnsembleModel`.
 """
 
 import math
-import os
 from pathlib import Path
 
 import keras
 import numpy as np
 
 from ensembles.combine import EnsembleModel
-from zoo import resolve
+from zoo import atomic, resolve
 
 
 def check_cycles(epochs, cycles, keep=None):
@@ -96,9 +95,8 @@ class SnapshotSaver(keras.callbacks.Callback):
             return
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / f"snapshot_{(epoch + 1) // self.epochs_per_cycle}.keras"
-        tmp = path.with_name(f".tmp_{path.name}")
-        (self.snapshot_model or self.model).save(tmp)
-        os.replace(tmp, path)
+        with atomic.atomic_path(path) as tmp:
+            (self.snapshot_model or self.model).save(tmp)
 
 
 def snapshot_paths(directory):

@@ -23,21 +23,22 @@ several crop offsets (--tta-paddings).
 import argparse
 import json
 import math
-import platform
 import statistics
 import time
 
 import startup  # noqa: F401  (TensorFlow without its start-up noise; scripts/startup.py)
+
 import keras
 import numpy as np
 
 from augment import datasets, layers, pipelines
 from zoo import training
+from zoo.cli import args as types
 from zoo.contract import InputContract
 from zoo.training import builder, rundir
 from zoo.training import data as data_module
-from zoo.training.rundir import write_json
-from zoo.cli import args as types
+
+import benchlib
 
 BATCH = 128
 
@@ -144,10 +145,10 @@ def throughput(args):
         pipeline = pipelines.make_dataset(x, y, augmenter, batch_size=BATCH, seed=0)
         op_by_op = pipelines.make_dataset(x, y, augmenter, batch_size=BATCH, seed=0,
                                           jit_compile=False)
-        sources = {"tf_data": lambda: pipeline, "tf_data_no_xla": lambda: op_by_op}
+        sources = {"tf_data": lambda p=pipeline: p, "tf_data_no_xla": lambda p=op_by_op: p}
         if preset != "strong":  # RandAugment has no numpy baseline here
             baseline = NumpyAugmentDataset(x, y, preset, pca_stats)
-            sources["pydataset"] = lambda: (baseline[i] for i in range(len(baseline)))
+            sources["pydataset"] = lambda b=baseline: (b[i] for i in range(len(b)))
         rates, ratios = images_per_second(sources, args.epochs)
         row = {f"{name}_images_per_sec": rate for name, rate in rates.items()}
         ours = rates["tf_data"]
@@ -253,9 +254,11 @@ def main(argv=None):
     p.add_argument("part", choices=("throughput", "accuracy", "tta"))
     p.add_argument("--presets", nargs="+", choices=pipelines.PRESET_NAMES,
                    default=list(pipelines.PRESET_NAMES))
-    p.add_argument("--images", type=types.positive_int, default=10_000, help="throughput: images per epoch")
+    p.add_argument("--images", type=types.positive_int, default=10_000,
+                   help="throughput: images per epoch")
     p.add_argument("--epochs", type=types.positive_int, default=5, help="throughput: timed rounds")
-    p.add_argument("--train-steps", type=types.positive_int, default=12, help="resnet20 batches timed")
+    p.add_argument("--train-steps", type=types.positive_int, default=12,
+                   help="resnet20 batches timed")
     p.add_argument("--skip-train", action="store_true", help="throughput: pipelines only")
     p.add_argument("--data-dir", default=None, help="accuracy: directory with mnist/")
     p.add_argument("--limit-train", type=types.positive_int, default=5000)
@@ -265,12 +268,9 @@ def main(argv=None):
     p.add_argument("--tta-paddings", type=types.nonnegative_int, nargs="+", default=[1, 2, 4])
     p.add_argument("--json", default=None, help="also write the results here")
     args = p.parse_args(argv)
+    report = benchlib.Report(f"bench_augment {args.part}")
     results = {"throughput": throughput, "accuracy": accuracy, "tta": tta_paddings}[args.part](args)
-    results["machine"] = {"cpu_cores": __import__("os").cpu_count(),
-                          "processor": platform.processor() or platform.machine(),
-                          "backend": keras.backend.backend(), "keras": keras.__version__}
-    if args.json:
-        write_json(args.json, results)
+    report.finish(results, args.json, args)
     return results
 
 

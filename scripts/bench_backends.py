@@ -150,7 +150,7 @@ def parse_args(argv=None):
                         help="epochs per backend, the first untimed (default 3; quick 2)")
     parser.add_argument("--limit-train", type=benchlib.positive_int, help="training images")
     parser.add_argument("--limit-test", type=benchlib.positive_int, help="test images")
-    parser.add_argument("--backends", type=benchlib.comma_list(BACKENDS, "--backends"),
+    parser.add_argument("--backends", type=benchlib.comma_choices("backends", BACKENDS),
                         default=list(BACKENDS), help=f"comma-separated: {', '.join(BACKENDS)}")
     parser.add_argument("--json", help="also write every measurement to this file")
     parser.add_argument("--child", choices=BACKENDS, help=argparse.SUPPRESS)
@@ -169,7 +169,7 @@ def main(argv=None):
     args = parse_args(argv)
     if args.child:
         return child(args)
-    start, results = time.perf_counter(), {}
+    report, results = benchlib.Report("bench_backends"), {}
     for backend in args.backends:
         if importlib.util.find_spec(PACKAGES[backend]) is None:
             print(f"  {backend}: skipped ({PACKAGES[backend]} is not installed)", file=sys.stderr)
@@ -185,15 +185,10 @@ def main(argv=None):
         ratio = f"{rate / rates['tensorflow']:.2f}" if "tensorflow" in rates else "-"
         print(f"| {names[backend]} | {rate:,.0f} | {ratio} | "
               f"{results[backend]['test_accuracy']:.4f} |")
-    machine = benchlib.machine()
     first = next((r for r in results.values() if r), {})
-    print(f"\n{machine['processor']} ({machine['cpu_cores']} cores), {first.get('num_train')} "
-          f"training images, {args.epochs} epochs each (median of epochs 2-{args.epochs}), "
-          f"{time.perf_counter() - start:.0f} s in all, load average "
-          f"{machine['load_average']:.1f} at the end")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"args": vars(args), "machine": machine, "results": results}, f, indent=1)
+    print(f"\n{first.get('num_train')} training images, {args.epochs} epochs each (median of "
+          f"epochs 2-{args.epochs})")
+    report.finish({"results": results}, args.json, args)
     return 0 if all(results.values()) else 1
 
 

@@ -8,7 +8,8 @@ overhead: LeNet-5 with its recipe on MNIST, trained by `zoo.training.train`
 and by a plain `model.fit` of the same model, data, optimizer and the Keras
 callbacks that do the same jobs (CSVLogger, TerminateOnNaN, BackupAndRestore,
 ModelCheckpoint). The two take turns, round by round and first place too, so a
-slow spell of a shared machine (or a warm cache) favours neither; each epoch's seconds (training and validation) are
+slow spell of a shared machine (or a warm cache) favours neither; each epoch's
+seconds (training and validation) are
 printed, with the ratio plain / core per epoch (>= 0.97: the core costs at most 3%).
 
 time-to-accuracy: `train_lenet.py`'s recipe at a given --epochs (the schedule
@@ -20,21 +21,21 @@ beside it the keras.io MNIST convnet (Conv32-Conv64, dropout, Adam, batch 128,
 import argparse
 import math
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import startup  # noqa: F401  (TensorFlow without its start-up noise; scripts/startup.py)
+
 import keras
 import numpy as np
 
-import benchlib
 import zoo
 from zoo.cli import args as types
 from zoo.training import TrainConfig, builder, train
 from zoo.training import data as data_module
-from zoo.training.rundir import write_json
+
+import benchlib
 
 TARGET_ERROR = 0.0095
 
@@ -176,14 +177,9 @@ def main(argv=None):
     shared = Path(__file__).resolve().parents[2] / "shared" / "data"
     args.data_dir = args.data_dir or (str(shared) if (shared / "mnist").is_dir() else None)
     args.epochs = args.epochs or (3 if args.part == "overhead" else 10)
-    start = time.perf_counter()
+    report = benchlib.Report(f"bench_core {args.part}")
     results = (overhead if args.part == "overhead" else time_to_accuracy)(args)
-    header = {**benchlib.machine(), "tensorflow": __import__("tensorflow").__version__,
-              "keras": keras.__version__, "seconds": time.perf_counter() - start}
-    print(f"\n{header}", file=sys.stderr)
-    if args.json:
-        write_json(args.json, {"part": args.part, "args": vars(args), "machine": header,
-                               "results": results})
+    report.finish(results, args.json, args)
     return results
 
 

@@ -1,6 +1,7 @@
 """Data at any scale: memory of a run on growing image folders, and the input pipeline's speed.
 
-    python scripts/bench_data.py make-folder --images 50000 --out /data/jpeg50k --data-dir ../shared/data
+    python scripts/bench_data.py make-folder --images 50000 --out /data/jpeg50k \
+        --data-dir ../shared/data
     python scripts/bench_data.py rss /data/jpeg5k /data/jpeg50k /data/jpeg200k [--compare-code OLD]
     python scripts/bench_data.py throughput /data/jpeg50k --torch-python /venv/bin/python
     python scripts/bench_data.py tfrecords /data/jpeg50k --out /data/shards50k
@@ -149,10 +150,12 @@ import torch, torchvision
 from torchvision import datasets, transforms
 folder, images, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 torch.set_num_threads(1)
-transform = transforms.Compose([transforms.RandomResizedCrop(224), transforms.RandomHorizontalFlip(),
+transform = transforms.Compose([transforms.RandomResizedCrop(224),
+                                transforms.RandomHorizontalFlip(),
                                 transforms.PILToTensor()])
 data = datasets.ImageFolder(folder, transform=transform)
-subset = torch.utils.data.Subset(data, torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:images].tolist())
+order = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))
+subset = torch.utils.data.Subset(data, order[:images].tolist())
 loader = torch.utils.data.DataLoader(subset, batch_size=batch, shuffle=True, num_workers=2,
                                      persistent_workers=False)
 start, seen = time.perf_counter(), 0
@@ -232,7 +235,7 @@ def throughput(args):
 # === tfrecords ===
 
 def tfrecords(args):
-    import startup  # noqa: F401
+    import startup  # noqa: F401  (TensorFlow without its start-up noise)
 
     start = time.perf_counter()
     subprocess.run([sys.executable, str(ROOT / "scripts" / "make_tfrecords.py"), args.folder,
@@ -287,17 +290,10 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    start = time.perf_counter()
+    report = benchlib.Report(f"bench_data {args.part}")
     run = {"make-folder": make_folder, "rss": rss, "throughput": throughput,
            "tfrecords": tfrecords}[args.part]
-    results = run(args)
-    header = {**benchlib.machine(), "seconds": time.perf_counter() - start}
-    print(f"\n{header['processor']} ({header['cpu_cores']} cores), "
-          f"{header['seconds']:.0f} s, load average {header['load_average']:.1f} at the end",
-          file=sys.stderr)
-    if args.json:
-        Path(args.json).write_text(json.dumps({"part": args.part, "args": vars(args),
-                                               "machine": header, "results": results}, indent=1))
+    report.finish({"results": run(args)}, args.json, args)
     return 0
 
 

@@ -31,10 +31,13 @@ import time
 from pathlib import Path
 
 import startup  # noqa: F401  (TensorFlow without its start-up noise; scripts/startup.py)
+
 import numpy as np
 
 from augment import corruptions, datasets
 from zoo.cli import args as types
+
+import benchlib
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("single", "ema", "swa", "snapshot", "independent", "distilled")
@@ -59,7 +62,8 @@ def parse_args(argv=None):
     p.add_argument("--swa-lr", type=types.positive_number, default=0.01)
     p.add_argument("--methods", type=types.comma_choices("methods", METHODS),
                    default=list(METHODS))
-    p.add_argument("--corruptions", type=types.comma_choices("corruptions", corruptions.CORRUPTIONS),
+    p.add_argument("--corruptions", type=types.comma_choices("corruptions",
+                                                             corruptions.CORRUPTIONS),
                    default=list(corruptions.CORRUPTIONS))
     p.add_argument("--out", default="runs/bench_ensembles")
     p.add_argument("--json", default=None, help="also write the summary here")
@@ -167,7 +171,8 @@ def aggregate(scores, corruption_names):
 
 
 def summarize(per_seed, methods):
-    """per_seed: {method: [run summary per seed]} -> {method: {variant: {set: {key: (mean, std)}}}}."""
+    """per_seed: {method: [run summary per seed]} ->
+    {method: {variant: {set: {key: (mean, std)}}}}."""
     table = {}
     for method in methods:
         runs = per_seed.get(method)
@@ -271,7 +276,8 @@ def targets(table, members=5):
         s, e, d = (value(m, "clean", "error", "raw")[0]
                    for m in ("single", "independent", "distilled"))
         kept = (s - d) / (s - e) if s > e else float("nan")
-        out.append(f"the student keeps {100 * kept:.0f}% of the ensemble's error gain ({100 * s:.2f}"
+        out.append(f"the student keeps {100 * kept:.0f}% of the ensemble's error gain "
+                   f"({100 * s:.2f}"
                    f"% -> {100 * d:.2f}%, ensemble {100 * e:.2f}%); target >= 50%: "
                    f"{'met' if kept >= 0.5 else 'MISSED'}")
     return out
@@ -300,6 +306,7 @@ def main(argv=None):
     args = parse_args(argv)
     per_seed = {method: [] for method in args.methods}
     started = time.perf_counter()
+    report = benchlib.Report("bench_ensembles")
     for seed in range(args.seeds):
         shifted = labels = None
         for method in args.methods:
@@ -326,12 +333,9 @@ def main(argv=None):
     print(format_tables(table))
     print("\n" + "\n".join(targets(table, args.members)))
     print("\n" + "\n".join(paired_gains(per_seed)))
-    if args.json:
-        from zoo.training.rundir import write_json
-
-        write_json(args.json, {"args": vars(args), "per_seed": per_seed, "table": table})
     if args.plot:
         print(f"plot: {plot_severity(table, args.plot)}")
+    report.finish({"per_seed": per_seed, "table": table}, args.json, args)
     return table
 
 

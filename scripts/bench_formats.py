@@ -10,7 +10,8 @@ runtime through `scripts/predict.py`'s loader, as a server would):
    graph) and resnet20 (32x32x3) with random weights, exported as a SavedModel,
    ONNX, LiteRT and int8 LiteRT (calibrated on random images here: latency does
    not depend on the weights), all at the same fixed input size so every format
-   does the same work. File size of the exported model, and the median seconds
+   does the same work, beside the same serving model in memory (Keras'
+   `predict_on_batch`). File size of the exported model, and the median seconds
    of --repeats calls on a batch of 1 and of 64 uint8 images after two warm-up
    calls; ratios against the SavedModel.
 2. Parity: the largest absolute difference of the probabilities between each
@@ -32,17 +33,19 @@ from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-import startup  # noqa: E402,F401  (TensorFlow without its start-up noise; scripts/startup.py)
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import startup  # noqa: F401  (TensorFlow without its start-up noise; scripts/startup.py)
 
-import benchlib  # noqa: E402
-import export as export_script  # noqa: E402  (scripts/export.py)
-import predict  # noqa: E402  (scripts/predict.py: one loader per runtime)
-import zoo  # noqa: E402
-from zoo.serving import export  # noqa: E402
-from zoo.training import TrainConfig, train  # noqa: E402
-from zoo.training.rundir import read_json  # noqa: E402
+import keras
+import numpy as np
+
+import zoo
+from zoo.serving import export
+from zoo.training import TrainConfig, train
+from zoo.training.rundir import read_json
+
+import benchlib
+import export as export_script  # (scripts/export.py)
+import predict  # (scripts/predict.py: one loader per runtime)
 
 GRAY = ([0.1307], [0.3081])
 RGB = ([0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616])
@@ -100,11 +103,17 @@ def latency_rows(cases, batch_sizes, repeats, workdir):
         images = {b: rng.integers(0, 256, (b, *raw_shape), np.uint8) for b in batch_sizes}
         calibration = rng.integers(0, 256, (64, *raw_shape), np.uint8)
         reference = in_memory(serving, images[max(batch_sizes)])
+        # The same work in memory: the Keras serving model (what bench_export.py timed).
+        seconds = {b: statistics.median(benchlib.time_calls(
+            lambda batch=images[b], net=serving: net.predict_on_batch(batch), repeats))
+            for b in batch_sizes}
+        rows.append({"model": label, "export": "Keras (in memory)", "bytes": 0, "export_s": 0.0,
+                     "seconds": seconds, "max_abs_diff": 0.0})
         for name, (format, quantize) in EXPORTS.items():
             run, size, export_s = export_and_load(serving, workdir / f"{label}_{name}".replace(
                 " ", "_"), format, quantize, calibration if quantize else None)
-            seconds = {b: statistics.median(benchlib.time_calls(lambda: run(images[b]), repeats))
-                       for b in batch_sizes}
+            seconds = {b: statistics.median(benchlib.time_calls(
+                lambda run=run, batch=images[b]: run(batch), repeats)) for b in batch_sizes}
             diff = float(np.max(np.abs(run(images[max(batch_sizes)]) - reference)))
             rows.append({"model": label, "export": name, "bytes": size, "export_s": export_s,
                          "seconds": seconds, "max_abs_diff": diff})
@@ -155,7 +164,8 @@ def print_tables(latency, parity, int8, batch_sizes):
     print(f"| model | export | size KB | {head} | export s | max abs diff |")
     print("| --- | --- | ---: |" + " ---: | ---: |" * len(batch_sizes) + " ---: | ---: |")
     for r in latency:
-        cells = " | ".join(f"{1e3 * r['seconds'][b]:.2f} | {r['seconds'][b] / saved[r['model'], b]:.2f}"
+        cells = " | ".join(f"{1e3 * r['seconds'][b]:.2f} | "
+                           f"{r['seconds'][b] / saved[r['model'], b]:.2f}"
                            for b in batch_sizes)
         print(f"| {r['model']} | {r['export']} | {r['bytes'] / 1024:,.0f} | {cells} | "
               f"{r['export_s']:.1f} | {r['max_abs_diff']:.1e} |")
@@ -177,6 +187,7 @@ def print_tables(latency, parity, int8, batch_sizes):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", help="also write every figure here")
     parser.add_argument("--quick", action="store_true",
                         help="tiny models, the embedded MNIST sample, 3 repeats (seconds)")
     parser.add_argument("--data-dir", help="where MNIST is, for the int8 table (../shared/data)")
@@ -184,13 +195,13 @@ def main(argv=None):
                         help="timed calls per figure (default 15; quick 3)")
     parser.add_argument("--int8-epochs", type=benchlib.positive_int,
                         help="LeNet-5 training epochs before quantizing (default 3; quick 1)")
-    parser.add_argument("--skip", type=benchlib.comma_list(("latency", "parity", "int8"), "--skip"),
-                        default=[], help="tables to leave out: latency, parity, int8")
+    parser.add_argument("--skip", default=[], help="tables to leave out: latency, parity, int8",
+                        type=benchlib.comma_choices("skip", ("latency", "parity", "int8")))
     args = parser.parse_args(argv)
     repeats = args.repeats or (3 if args.quick else 15)
     args.int8_epochs = args.int8_epochs or (1 if args.quick else 3)
     batch_sizes = (1, 64)
-    start = time.perf_counter()
+    report = benchlib.Report("bench_formats")
     with tempfile.TemporaryDirectory(prefix="bench_formats_") as tmp:
         workdir = Path(tmp)
         latency = [] if "latency" in args.skip else latency_rows(
@@ -200,14 +211,11 @@ def main(argv=None):
         int8 = None if "int8" in args.skip else int8_cost(args, workdir)
     print_tables(latency, parity, int8, batch_sizes)
     import onnxruntime
-    import tensorflow as tf
     from ai_edge_litert import __version__ as litert_version
 
-    machine = benchlib.machine()
-    print(f"\n{machine['processor']} ({machine['cpu_cores']} cores), TensorFlow {tf.__version__}, "
-          f"ONNX Runtime {onnxruntime.__version__}, LiteRT {litert_version}, Keras "
-          f"{keras.__version__}; median of {repeats} calls; {time.perf_counter() - start:.0f} s "
-          f"in all, load average {machine['load_average']:.1f} at the end")
+    print(f"\nONNX Runtime {onnxruntime.__version__}, LiteRT {litert_version}; median of "
+          f"{repeats} calls")
+    report.finish({"latency": latency, "parity": parity, "int8": int8}, args.json, args)
     return 0
 
 

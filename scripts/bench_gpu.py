@@ -41,7 +41,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import benchlib  # noqa: E402
+import benchlib
 
 RESULT_PREFIX = "BENCH_GPU "
 LR, MOMENTUM = 0.01, 0.9
@@ -131,8 +131,8 @@ def bench_ours(entry, precision, args):
 
 def torch_available():
     try:
-        import torch  # noqa: F401
-        import torchvision  # noqa: F401
+        import torch  # noqa: F401  (only whether they import)
+        import torchvision  # noqa: F401  (only whether they import)
     except ImportError as err:
         return str(err)
     return None
@@ -178,7 +178,8 @@ def bench_torch(entry, precision, args):
         start = time.perf_counter()
         loss = step()
         times.append(time.perf_counter() - start)
-    return {"images_per_sec": benchlib.median_rate(times, batch), "warmup_s": warmup_s, "loss": loss,
+    return {"images_per_sec": benchlib.median_rate(times, batch), "warmup_s": warmup_s,
+            "loss": loss,
             "device": str(device),
             "autocast_dtype": str(dtype).replace("torch.", "") if mixed else None}
 
@@ -218,12 +219,17 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add = p.add_argument
     add("--models", default=None, help=f"comma-separated, from {', '.join(ENTRIES)}")
-    add("--image-size", type=benchlib.positive_int, default=None, help="side of the ImageNet-geometry inputs")
-    add("--batch-size", type=benchlib.positive_int, default=None, help="batch of the 224x224 models")
-    add("--small-batch-size", type=benchlib.positive_int, default=None, help="batch of resnet20 (32x32)")
-    add("--num-classes", type=benchlib.positive_int, default=1000, help="classes of the ImageNet-geometry models")
+    add("--image-size", type=benchlib.positive_int, default=None,
+        help="side of the ImageNet-geometry inputs")
+    add("--batch-size", type=benchlib.positive_int, default=None,
+        help="batch of the 224x224 models")
+    add("--small-batch-size", type=benchlib.positive_int, default=None,
+        help="batch of resnet20 (32x32)")
+    add("--num-classes", type=benchlib.positive_int, default=1000,
+        help="classes of the ImageNet-geometry models")
     add("--steps", type=benchlib.positive_int, default=None, help="timed steps")
-    add("--warmup", type=benchlib.positive_int, default=None, help="untimed steps first (tracing/compilation)")
+    add("--warmup", type=benchlib.positive_int, default=None,
+        help="untimed steps first (tracing/compilation)")
     add("--mixed", default="mixed_float16", choices=("mixed_float16", "mixed_bfloat16"))
     add("--precisions", default="float32,mixed", help="float32 and/or mixed")
     add("--jit", default="auto", choices=("auto", "on", "off"), help="compile(jit_compile=)")
@@ -260,6 +266,7 @@ def main(argv=None):
                   for p in args.precisions.split(",")]
     torch_note = None if missing is None else (
         f"PyTorch columns skipped: {missing} (pip install torch torchvision to add them).")
+    harness = benchlib.Report("bench_gpu")
     devices = keras.distribution.list_devices()
     print(f"backend {keras.backend.backend()}, keras {keras.__version__}, devices {devices}, "
           f"{platform.processor() or platform.machine()}", file=sys.stderr)
@@ -285,8 +292,7 @@ def main(argv=None):
                "tensorflow_imported": "tensorflow" in sys.modules}
     print(report(rows, args.mixed, torch_note))
     print(RESULT_PREFIX + json.dumps(summary))
-    if args.json:
-        Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")
+    harness.finish(summary, args.json)
     return summary
 
 

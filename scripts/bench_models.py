@@ -52,7 +52,7 @@ import benchlib
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 RESULT_PREFIX = "BENCH_RESULT "
-NOISY_PCT = 10  # % of the machine's CPU taken by others while timing that marks a row
+NOISY_PCT = benchlib.BUSY_PCT  # % of the CPU others took while timing that marks a row
 NUM_CLASSES = 10
 LR, MOMENTUM = 0.01, 0.9  # SGD, as the paper recipes use
 # zoo.training.config.JIT_CHOICES -> compile(jit_compile=...); kept here so the parent process
@@ -142,48 +142,6 @@ def peak_rss_mb():
     return peak / 2 ** 20 if sys.platform == "darwin" else peak / 2 ** 10
 
 
-def _machine_cpu_s():
-    """(busy, steal) CPU seconds of the machine since boot from /proc/stat; None elsewhere."""
-    try:
-        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    except (OSError, ValueError):
-        return None
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
-    tick = os.sysconf("SC_CLK_TCK")
-    return (user + nice + system + irq + softirq) / tick, steal / tick
-
-
-class CpuWatch:
-    """Over the `with` blocks it wraps, the share of the machine's CPU taken by
-    others: other processes, and the hypervisor's steal on a virtual machine.
-    A share above a few percent means the timing was disturbed."""
-
-    def __init__(self):
-        self.wall = self.others = self.steal = 0.0
-        self.available = _machine_cpu_s() is not None
-
-    def __enter__(self):
-        self._start = (time.perf_counter(), _own_cpu_s(), _machine_cpu_s())
-        return self
-
-    def __exit__(self, *exc):
-        wall, own, machine = self._start
-        end = _machine_cpu_s()
-        self.wall += time.perf_counter() - wall
-        if machine and end:
-            self.others += max(0.0, (end[0] - machine[0]) - (_own_cpu_s() - own))
-            self.steal += end[1] - machine[1]
-
-    def percent(self, seconds):
-        capacity = self.wall * (os.cpu_count() or 1)
-        return round(100 * seconds / capacity, 1) if self.available and capacity else None
-
-
-def _own_cpu_s():
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 def measure(spec):
     """Builds, compiles, warms up and times one model; returns a JSON-able dict."""
     import keras
@@ -205,7 +163,7 @@ def measure(spec):
     rng = np.random.default_rng(spec["seed"])
     x = rng.standard_normal((n, *shape), dtype=np.float32)
     y = keras.utils.to_categorical(rng.integers(0, NUM_CLASSES, n), NUM_CLASSES).astype("float32")
-    timer, watch = benchlib.batch_timer(), CpuWatch()
+    timer, watch = benchlib.batch_timer(), benchlib.CpuWatch()
 
     start = time.perf_counter()
     model.fit(x[:batch], y[:batch], batch_size=batch, epochs=1, verbose=0)
@@ -440,11 +398,11 @@ def parse_args(argv=None):
     for key, value in (QUICK if args.quick else DEFAULTS).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    try:
-        args.models = benchlib.comma_list(tuple(ENTRIES), "--models")(args.models)
-        args.jit = benchlib.comma_list(tuple(JIT_VALUES), "--jit")(args.jit)
-    except argparse.ArgumentTypeError as err:
-        parser.error(str(err))
+    for flag, choices in (("models", tuple(ENTRIES)), ("jit", tuple(JIT_VALUES))):
+        try:
+            setattr(args, flag, benchlib.comma_choices(flag, choices)(getattr(args, flag)))
+        except argparse.ArgumentTypeError as err:
+            parser.error(f"argument --{flag}: {err}")
     return args
 
 
@@ -464,6 +422,7 @@ def main(argv=None):
     args = parse_args(argv)
     if args.worker:
         return worker(args.worker)
+    harness = benchlib.Report("bench_models")
     todo = list(specs(args)) * args.repeats  # round-robin: a busy spell hits many models once
     runs, start = [], time.perf_counter()
     for i, spec in enumerate(todo, start=1):
@@ -488,13 +447,10 @@ def main(argv=None):
     settings = {name: getattr(args, name) for name in names}
     print(report(results, settings, seconds))
     if args.json:
-        payload = {
-            "settings": settings, "cpu": cpu_name(), "cpu_count": os.cpu_count(),
-            "total_s": seconds, "results": results, "ratios": ratios(results),
-            "fastest_jit": fastest_jit(results), "runs": runs,
-        }
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
+    harness.finish({"settings": settings, "cpu": cpu_name(), "total_s": seconds,
+                    "results": results, "ratios": ratios(results),
+                    "fastest_jit": fastest_jit(results), "runs": runs}, args.json)
     return 1 if any("error" in r for r in runs) else 0
 
 

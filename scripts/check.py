@@ -14,9 +14,10 @@ import sys
 from pathlib import Path
 
 import startup  # noqa: F401  (TensorFlow without its start-up noise; scripts/startup.py)
+
+from zoo.cli import args as types
 from zoo.cli.train import parse_with_extras
 from zoo.training import babysit
-from zoo.cli import args as types
 
 
 def add_arguments(parser):

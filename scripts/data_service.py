@@ -18,6 +18,7 @@ import socket
 import sys
 
 import startup  # noqa: F401  (TensorFlow without its start-up noise; scripts/startup.py)
+
 import tensorflow as tf
 
 from zoo.cli import args as types

@@ -18,6 +18,7 @@ from pathlib import Path
 import startup  # noqa: F401  (TensorFlow without its start-up noise; scripts/startup.py)
 
 from zoo.cli import args as types
+from zoo.cli import storage
 from zoo.training import TrainConfig, rundir, train, transfer
 from zoo.training import data as data_module
 from zoo.training.rundir import RunDir, write_json
@@ -25,6 +26,7 @@ from zoo.training.rundir import RunDir, write_json
 SOURCE, TARGET = (0, 1, 2, 3, 4), (5, 6, 7, 8, 9)
 
 
+@storage.stopping_on_storage_errors(storage.AGAIN)
 def main(argv=None):
     p = types.Parser(description=__doc__)
     p.add_argument("--data-dir", default=None, help="holds mnist/ (the full MNIST files)")

@@ -15,38 +15,25 @@ a seeded --val-split of that dataset's training images (which the members may
 have trained on: prefer soft voting unless you have held-out images).
 """
 
-import argparse
 import sys
-from pathlib import Path
 
 import startup  # noqa: F401  (TensorFlow without its start-up noise; scripts/startup.py)
+
 import keras
 import numpy as np
 
 from augment import datasets
 from ensembles import METHODS, EnsembleModel
 from zoo.cli import args as types
+from zoo.cli import storage
 from zoo.contract import contract_of
 from zoo.training import rundir
 from zoo.training.rundir import RunDir, RunDirError
 
 
-def member_path(text):
-    """A run directory (its model.keras) or a .keras file."""
-    path = Path(text)
-    if path.is_dir():
-        path = RunDir(path).model_path
-        if not path.exists():
-            raise argparse.ArgumentTypeError(f"{text!r} is a directory without model.keras")
-    elif path.suffix != ".keras" or not path.exists():
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not accepted; expected an existing .keras file or run directory")
-    return path
-
-
 def build_parser():
     p = types.Parser(description=__doc__.split("\n")[0])
-    p.add_argument("members", nargs="+", type=member_path, metavar="MODEL",
+    p.add_argument("members", nargs="+", type=types.model_file, metavar="MODEL",
                    help="run directories or .keras files")
     p.add_argument("--method", choices=METHODS, default="soft")
     p.add_argument("--out", required=True, help="directory for model.keras and config.json")
@@ -102,6 +89,7 @@ def evaluate(ensemble, args, test, val):
     return report
 
 
+@storage.stopping_on_storage_errors(storage.AGAIN)
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -12,31 +12,28 @@ keras.datasets). Writes OUT/shift.json (every score), OUT/shift.md (the tables) 
 OUT/shift.png (accuracy, NLL and ECE against severity, averaged over corruptions).
 """
 
-import argparse
 import sys
 from pathlib import Path
 
 import startup  # noqa: F401  (TensorFlow without its start-up noise; scripts/startup.py)
+
 import numpy as np
 
 from augment import corruptions, datasets
 from zoo.cli import args as types
+from zoo.cli import storage
 from zoo.contract import contract_of
 from zoo.training import evaluate, plots, rundir
-from zoo.training.rundir import RunDir, write_json
+from zoo.training.rundir import write_json
 
 KEYS = ("error", "nll", "brier", "ece")
 
 
 def source(text):
     """(label, model path) of a run directory or a .keras file."""
+    model = types.model_file(text)
     path = Path(text)
-    model = RunDir(path).model_path if path.is_dir() else path
-    if not model.is_file() or model.suffix != ".keras":
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not accepted; expected a run directory or a .keras file")
-    label = path.name if path.is_dir() else f"{path.parent.name}/{path.stem}"
-    return label, model
+    return (path.name if path.is_dir() else f"{path.parent.name}/{path.stem}"), model
 
 
 def build_parser():
@@ -45,7 +42,8 @@ def build_parser():
     p.add_argument("--data-dir", default=None,
                    help="the dataset's files (default: the runs' own, else $ZOO_DATA_DIR, "
                         "else keras.datasets)")
-    p.add_argument("--corruptions", type=types.comma_choices("corruptions", corruptions.CORRUPTIONS),
+    p.add_argument("--corruptions", type=types.comma_choices("corruptions",
+                                                             corruptions.CORRUPTIONS),
                    default=list(corruptions.CORRUPTIONS),
                    help="comma-separated, of " + ", ".join(corruptions.CORRUPTIONS)
                    + " (default: all)")
@@ -63,8 +61,8 @@ def table(results, name):
              "| --- | ---: | " + " | ".join("---:" for _ in corruptions.SEVERITIES) + " | ---: |"]
     for label, r in results.items():
         by = [r["by_severity"][s][name] for s in corruptions.SEVERITIES]
-        scale = 100 if name in ("error", "ece") else 1
-        fmt = (lambda v: f"{scale * v:.2f}") if scale == 100 else (lambda v: f"{v:.4f}")
+        def fmt(v):
+            return f"{100 * v:.2f}" if name in ("error", "ece") else f"{v:.4f}"
         lines.append(f"| {label} | {fmt(r['clean'][name])} | " + " | ".join(fmt(v) for v in by)
                      + f" | {fmt(float(np.mean(by)))} |")
     return "\n".join(lines)
@@ -88,6 +86,7 @@ def plot(results, path):
     plots.save_figure(fig, path)
 
 
+@storage.stopping_on_storage_errors(storage.AGAIN)
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)

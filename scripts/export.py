@@ -35,15 +35,17 @@ from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-import startup  # noqa: E402,F401  (TensorFlow without its start-up noise; scripts/startup.py)
-import zoo  # noqa: E402
-from augment import tta as augment_tta  # noqa: E402
-from ensembles import EnsembleModel  # noqa: E402
-from zoo.cli import args as types  # noqa: E402
-from zoo.contract import Classifier, InputContract, contract_of, network_input_shape  # noqa: E402
-from zoo.serving import export  # noqa: E402
-from zoo.training import rundir  # noqa: E402
-from zoo.training.rundir import write_json  # noqa: E402
+import startup  # noqa: F401  (TensorFlow without its start-up noise; scripts/startup.py)
+
+import zoo
+from augment import tta as augment_tta
+from ensembles import EnsembleModel
+from zoo.cli import args as types
+from zoo.cli import storage
+from zoo.contract import Classifier, InputContract, contract_of, network_input_shape
+from zoo.serving import export
+from zoo.training import rundir
+from zoo.training.rundir import write_json
 
 REPRESENTATIVE_IMAGES = 256  # training images that calibrate int8 quantization
 
@@ -200,6 +202,7 @@ def record_quantization_cost(serving, directory, info, images, labels, source):
     return info
 
 
+@storage.stopping_on_storage_errors(storage.AGAIN)
 def main(argv=None):
     parser, args = parse_args(argv)
     models = load_models(parser, args)

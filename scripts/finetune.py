@@ -24,12 +24,14 @@ import sys
 from pathlib import Path
 
 import startup  # noqa: F401  (TensorFlow without its start-up noise; scripts/startup.py)
+
 import keras
 
 import zoo
 from augment import datasets
 from zoo import pretrained
 from zoo.cli import args as types
+from zoo.cli import storage
 from zoo.contract import contract_of
 from zoo.training import rundir, transfer
 from zoo.training.rundir import RunDir, RunDirError
@@ -113,6 +115,7 @@ def load_data(args):
                 ds.x_test, onehot(ds.y_test, ds.num_classes).astype("float32"))
 
 
+@storage.stopping_on_storage_errors(storage.AGAIN)
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -17,12 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project, when not installed
+
+import startup  # noqa: F401  (TensorFlow without its start-up noise; scripts/startup.py)
+
+from augment.datasets import DATA_DIR_ENV, IDX_FILES, load_dataset, write_idx
+from zoo.cli import storage
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import startup  # noqa: E402,F401  (TensorFlow without its start-up noise; scripts/startup.py)
-from augment.datasets import DATA_DIR_ENV, IDX_FILES, load_dataset, write_idx  # noqa: E402
-
 MAX_BYTES = 2_000_000  # the four .gz files together must stay under this
 
 README = """# Embedded MNIST sample
@@ -44,7 +46,8 @@ under the same licence.
 
 **Made by** (seed {seed}, from the four original `.gz` files):
 
-    python scripts/make_mnist_sample.py --data-dir <dir with MNIST> --train {n_train} --test {n_test} --seed {seed}
+    python scripts/make_mnist_sample.py --data-dir <dir with MNIST> --train {n_train} \
+        --test {n_test} --seed {seed}
 
 | file | images/labels | bytes | md5 |
 | --- | --- | --- | --- |
@@ -57,10 +60,12 @@ def balanced_subset(y, count, rng):
     classes = np.unique(y)
     per_class = np.full(len(classes), count // len(classes))
     per_class[: count % len(classes)] += 1
-    picks = [rng.choice(np.flatnonzero(y == c), n, replace=False) for c, n in zip(classes, per_class)]
+    picks = [rng.choice(np.flatnonzero(y == c), n, replace=False) for c, n in zip(classes,
+                                                                                  per_class)]
     return rng.permutation(np.concatenate(picks))
 
 
+@storage.stopping_on_storage_errors(storage.AGAIN)
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=os.environ.get(DATA_DIR_ENV),
@@ -71,7 +76,8 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if not args.data_dir:
-        parser.error(f"give --data-dir or set {DATA_DIR_ENV}: the sample must come from full MNIST files")
+        parser.error(f"give --data-dir or set {DATA_DIR_ENV}: the sample must come from full "
+                     "MNIST files")
 
     ds = load_dataset("mnist", data_dir=args.data_dir)
     if len(ds.x_train) != 60000 or len(ds.x_test) != 10000:
@@ -93,7 +99,8 @@ def main(argv=None):
         write_idx(path, arrays[key])
         data = path.read_bytes()
         total += len(data)
-        rows.append(f"| {name} | {len(arrays[key])} | {len(data)} | {hashlib.md5(data).hexdigest()} |")
+        digest = hashlib.md5(data).hexdigest()
+        rows.append(f"| {name} | {len(arrays[key])} | {len(data)} | {digest} |")
     (args.out / "README.md").write_text(README.format(
         n_train=args.train, n_test=args.test, per_train=args.train // 10, per_test=args.test // 10,
         seed=args.seed, rows="\n".join(rows)))

@@ -30,11 +30,14 @@ import time
 from pathlib import Path
 
 import startup  # noqa: F401  (TensorFlow without its start-up noise; scripts/startup.py)
+
 import numpy as np
 
 from augment.readers import folder as folder_reader
 from augment.readers import tfrecord as tfrecord_reader
+from zoo import atomic
 from zoo.cli import args as types
+from zoo.cli import storage
 
 PLAN = ".plan.json"  # what the shards are made of, for a resume to check
 
@@ -82,27 +85,23 @@ def write_shard(task):
         return tf.train.Feature(bytes_list=tf.train.BytesList(
             value=[value if isinstance(value, bytes) else value.encode()]))
 
-    tmp = Path(path).with_name(f".tmp{os.getpid()}_{Path(path).name}")
-    try:
-        with tf.io.TFRecordWriter(str(tmp)) as writer:
-            for file, label in files:
-                with Image.open(file) as image:
-                    width, height = image.size
-                    fmt = image.format
-                example = tf.train.Example(features=tf.train.Features(feature={
-                    "image/encoded": feature(Path(file).read_bytes()),
-                    "image/format": feature(fmt),
-                    "image/class/label": feature(label),
-                    "image/class/text": feature(class_names[label]),
-                    "image/height": feature(height), "image/width": feature(width),
-                    "image/filename": feature(Path(file).name)}))
-                writer.write(example.SerializeToString())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic.atomic_path(path) as tmp, tf.io.TFRecordWriter(str(tmp)) as writer:
+        for file, label in files:
+            with Image.open(file) as image:
+                width, height = image.size
+                fmt = image.format
+            example = tf.train.Example(features=tf.train.Features(feature={
+                "image/encoded": feature(Path(file).read_bytes()),
+                "image/format": feature(fmt),
+                "image/class/label": feature(label),
+                "image/class/text": feature(class_names[label]),
+                "image/height": feature(height), "image/width": feature(width),
+                "image/filename": feature(Path(file).name)}))
+            writer.write(example.SerializeToString())
     return len(files)
 
 
+@storage.stopping_on_storage_errors("run the same command again: it keeps the finished shards")
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -157,9 +156,8 @@ def main(argv=None):
             "shards": [shard_name(split, i, len(shards)) for i in range(len(shards))],
             "count": int(len(labels)), "label_offset": 0,
             "class_counts": np.bincount(labels, minlength=len(dataset.class_names)).tolist()}
-    tmp = out / f".tmp{os.getpid()}_{tfrecord_reader.METADATA}"
-    tmp.write_text(json.dumps(meta, indent=1))
-    os.replace(tmp, out / tfrecord_reader.METADATA)  # last: the conversion is complete
+    # Last: its presence says the conversion is complete.
+    atomic.write_json(out / tfrecord_reader.METADATA, meta, indent=1)
     total = sum(s["count"] for s in meta["splits"].values())
     print(f"{total:,} images in {sum(len(s) for s in jobs.values())} shards -> {out} "
           f"({len(tasks)} written in {time.perf_counter() - start:.1f} s, {kept} kept)",

@@ -7,6 +7,7 @@ model's default input (1000 classes for the ImageNet geometry, 10 otherwise).
 import argparse
 
 import startup  # noqa: F401  (TensorFlow without its start-up noise; scripts/startup.py)
+
 import zoo
 from zoo.flops import count_macs
 

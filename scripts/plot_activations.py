@@ -4,20 +4,24 @@ activations of a deep tanh network collapse towards zero, Xavier keeps them
 spread for tanh, He keeps them spread for ReLU. Batch norm is off.
 
     python scripts/plot_activations.py --model vgg16_cifar --init small_normal --activation tanh
-    python scripts/plot_activations.py --model vgg16_cifar --compare --png docs/activations.png
+    python scripts/plot_activations.py --model vgg16_cifar --compare --out docs/activations.png
 """
 
+import argparse
 import sys
 
 import startup  # noqa: F401  (TensorFlow without its start-up noise; scripts/startup.py)
+
 import zoo
 from zoo.cli import args as types
+from zoo.cli import storage
 from zoo.training import monitors
 
 COMPARE = [("tanh", "small_normal"), ("tanh", "xavier"), ("tanh", "he"),
            ("relu", "small_normal"), ("relu", "xavier"), ("relu", "he")]
 
 
+@storage.stopping_on_storage_errors(storage.AGAIN)
 def main(argv=None):
     p = types.Parser(description=__doc__)
     p.add_argument("--model", default="vgg16_cifar", help="a registered zoo model")
@@ -28,7 +32,9 @@ def main(argv=None):
     p.add_argument("--layers", type=types.positive_int, default=8,
                    help="activation layers shown (evenly spaced)")
     p.add_argument("--batch", type=types.positive_int, default=64, help="random N(0, 1) inputs")
-    p.add_argument("--png", default="activations.png")
+    p.add_argument("--out", default="activations.png", help="the PNG to write")
+    p.add_argument("--png", dest="out", action=types.deprecated_alias("--out"),
+                   help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.model not in zoo.list_models():
         p.error(f"model={args.model!r} is not accepted; expected one of "
@@ -44,8 +50,8 @@ def main(argv=None):
             print(f"{activation:5} {init:13} activation std by layer: {stds}")
     except ValueError as err:
         types.fail(err)
-    monitors.plot_activation_histograms(rows, args.png)
-    print(f"-> {args.png}", file=sys.stderr)
+    monitors.plot_activation_histograms(rows, args.out)
+    print(f"-> {args.out}", file=sys.stderr)
     return rows
 
 

@@ -27,7 +27,7 @@ try:
 except ImportError:  # predict.py copied alone next to an exported model
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 SIGNATURE = "serve"
 METADATA_FILE = "export.json"
@@ -230,8 +230,9 @@ def main(argv=None):
     parser.add_argument("inputs", nargs="+", metavar="INPUTS", help="one .npy array or image files")
     parser.add_argument("--runtime", help=f"{', '.join(RUNTIMES)} (default: the one the folder's "
                                           "file needs)")
-    parser.add_argument("--top-k", type=int, default=5,
-                        help="classes printed per image (default 5)")
+    parser.add_argument("--top-k", type=int, default=None,
+                        help="classes printed per image (default: 5, or all when the model "
+                             "has fewer)")
     parser.add_argument("--batch-size", type=int, default=256, help="images per runtime call")
     parser.add_argument("--save", help="also write the probabilities to this .npy file")
     args = parser.parse_args(argv)
@@ -248,7 +249,9 @@ def main(argv=None):
         num_classes = meta.get("num_classes") or predict(run, inputs[0][1][:1]).shape[-1]
     except ValueError as error:  # Rejected too
         parser.error(str(error))
-    if not 1 <= args.top_k <= num_classes:
+    if args.top_k is None:
+        args.top_k = min(5, num_classes)
+    elif not 1 <= args.top_k <= num_classes:
         parser.error(f"--top-k={args.top_k} is not accepted; expected an integer in "
                      f"[1, {num_classes}] (the model's classes)")
     names = meta.get("class_names")
@@ -263,7 +266,11 @@ def main(argv=None):
         for i, row in enumerate(probs):
             print(f"{source}[{i}]" if many else source, format_top_k(row, args.top_k, names))
     if args.save:
-        np.save(args.save, np.concatenate(all_probs))
+        try:
+            np.save(args.save, np.concatenate(all_probs))
+        except OSError as error:
+            parser.error(f"--save={args.save!r}: {error.strerror}; choose a writable folder "
+                         "with room")
     return 0
 
 

@@ -7,11 +7,13 @@ column group per preset (the original first, then random draws).
 
 
 import startup  # noqa: F401  (TensorFlow without its start-up noise; scripts/startup.py)
+
 import keras
 import numpy as np
 
 from augment import datasets, layers, pipelines
 from zoo.cli import args as types
+from zoo.cli import storage
 from zoo.training import plots
 
 
@@ -32,6 +34,7 @@ def shapes(count, size=32, seed=0):
     return np.round(np.stack(images) * 255).astype(np.uint8)
 
 
+@storage.stopping_on_storage_errors(storage.AGAIN)
 def main(argv=None):
     p = types.Parser(description=__doc__)
     p.add_argument("--source", choices=("shapes", "mnist_sample"), default="shapes")

@@ -4,6 +4,7 @@
 """
 
 import startup  # noqa: F401  (TensorFlow without its start-up noise; scripts/startup.py)
+
 from zoo.cli.train import main
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Hyperparameter search over a zoo family with keras-tuner (zoo/search/).
 
-    python scripts/tune.py --model resnet --tuner random --max-trials 20 --epochs 5 \
+    python scripts/tune.py --family resnet --tuner random --max-trials 20 --epochs 5 \
         --dataset cifar10 --data-dir DIR --out runs/tune_resnet       # coarse stage
     python scripts/tune.py --out runs/tune_resnet --refine --max-trials 10   # fine stage
     python scripts/tune.py --out runs/tune_resnet --ensemble-top 5    # best 5 as one .keras
@@ -13,6 +13,7 @@ KERASTUNER_ORACLE_PORT) on every machine; see docs/search.md.
 """
 
 import startup  # noqa: F401  (TensorFlow without its start-up noise; scripts/startup.py)
+
 from zoo.cli.tune import main
 
 if __name__ == "__main__":

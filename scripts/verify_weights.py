@@ -199,7 +199,7 @@ def verify_torchvision(name, size, out, fmt):
 
 def torch_imports():
     try:
-        import torch  # noqa: F401
+        import torch  # noqa: F401  (only whether it imports)
     except ImportError:
         return False
     return True

@@ -14,11 +14,11 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
 
-from zoo import training  # noqa: E402
-from zoo.training import distribute as scale  # noqa: E402
+from zoo import training
+from zoo.training import distribute as scale
 from zoo.training import rundir
 
 
@@ -30,7 +30,8 @@ def main(dump, out):
     def save_and_dump(model, path):
         # The final model of every worker (the non-chief's own files go to a
         # temporary directory that train() removes).
-        arrays = {f"trainable_{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(model.trainable_weights)}
+        arrays = {f"trainable_{i}": keras.ops.convert_to_numpy(v) for i,
+                  v in enumerate(model.trainable_weights)}
         arrays.update({f"other_{i}": np.asarray(v)
                        for i, v in enumerate(model.non_trainable_weights)})
         np.savez(dump / f"weights_{index}.npz", **arrays)

@@ -242,7 +242,7 @@ def test_training_with_augmentation_reports_plain_and_tta_accuracy(device, prese
 
 def test_digits_get_no_flip_unless_asked():
     spec = pipelines.resolve_spec("standard")
-    names = [l.name for l in pipelines.build_augmenter(
+    names = [layer.name for layer in pipelines.build_augmenter(
         spec, mean=[0.1], image_shape=(32, 32, 1), dataset="mnist").layers]
     assert names == ["pad_crop"]
     spec = pipelines.resolve_spec("standard", {"flip": True})
@@ -347,7 +347,7 @@ def test_on_device_stack_trains_a_model_under_jax(jax_env):
     result = subprocess.run([sys.executable, "-c", JAX_SCRIPT], capture_output=True, text=True,
                             env=jax_env, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    line = next(l for l in result.stdout.splitlines() if l.startswith("RESULTS "))
+    line = next(ln for ln in result.stdout.splitlines() if ln.startswith("RESULTS "))
     for preset, r in json.loads(line[len("RESULTS "):]).items():
         assert r["loss"] == r["loss"] and r["loss"] > 0, preset
         assert r["changed"], preset

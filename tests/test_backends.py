@@ -78,7 +78,8 @@ probs = np.asarray(ensemble.predict(x, verbose=0))
 path = tempfile.mkdtemp() + "/e.keras"
 ensemble.save(path)
 loaded = np.asarray(keras.saving.load_model(path).predict(x, verbose=0))
-results["ensemble"] = {"shape": list(probs.shape), "reload_diff": float(np.abs(loaded - probs).max()),
+results["ensemble"] = {"shape": list(probs.shape),
+                       "reload_diff": float(np.abs(loaded - probs).max()),
                        "sums": float(np.abs(probs.sum(-1) - 1).max())}
 results["tensorflow_imported"] = "tensorflow" in sys.modules
 print("RESULTS " + json.dumps(results))
@@ -201,7 +202,8 @@ def save(root, names):
 
 
 def load_others(root, names, timeout=300):
-    \"\"\"Waits for the other backends' files, loads them: {"SAVED>LOADED:NAME": max abs diff}.\"\"\"
+    \"\"\"Waits for the other backends' files, loads them:
+    {"SAVED>LOADED:NAME": max abs diff}.\"\"\"
     backend, others = keras.backend.backend(), [b for b in BACKENDS if b != keras.backend.backend()]
     deadline = time.monotonic() + timeout
     while not all((root / b / "saved").exists() for b in others):
@@ -287,7 +289,8 @@ sys.path.insert(0, "scripts")
 from bench_backends import torch_lenet5  # the benchmark's torch.nn twin of this network
 print("RESULTS " + json.dumps({
     "module": isinstance(model, torch.nn.Module),
-    "twin_parameters": sum(p.numel() for p in torch_lenet5().parameters()), "before": before, "after": accuracy(),
+    "twin_parameters": sum(p.numel() for p in torch_lenet5().parameters()), "before": before,
+    "after": accuracy(),
     "first_loss": float(np.mean(losses[:5])), "last_loss": float(np.mean(losses[-5:])),
     "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
     "keras_parameters": int(sum(np.prod(v.shape) for v in model.trainable_variables)),

@@ -5,12 +5,13 @@ import json
 import keras
 import numpy as np
 import pytest
-from helpers import tiny_config
 
 import ensembles
 import zoo
 from ensembles import calibration, metrics
 from zoo import training
+
+from helpers import tiny_config
 
 
 def synthetic_logits(n=4000, classes=5, seed=0):

@@ -10,10 +10,11 @@ import keras
 import numpy as np
 import pytest
 
-import state_dicts
 import zoo
 from zoo.cli import train as cli
 from zoo.pretrained import catalog
+
+import state_dicts
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -61,11 +62,15 @@ def test_script_end_to_end_on_real_mnist(script, tmp_path):
     (["--epochs", "0"], "argument --epochs: '0' is not accepted; expected an integer >= 1"),
     (["--lr", "-1"], "argument --lr: '-1' is not accepted; expected a number > 0 or 'find'"),
     (["--lr", "fast"], "argument --lr: 'fast' is not accepted; expected a number > 0"),
-    (["--val-split", "1.5"], r"argument --val-split: 1.5 is not accepted; expected a number in [0, 1)"),
-    (["--lr-milestones", "5,200"], "argument --lr-milestones: (5.0, 200.0) is not accepted; expected increasing epochs"),
-    (["--schedule", "step"], "argument --lr-milestones: () is not accepted; expected at least one epoch"),
+    (["--val-split", "1.5"],
+     r"argument --val-split: 1.5 is not accepted; expected a number in [0, 1)"),
+    (["--lr-milestones", "5,200"],
+     "argument --lr-milestones: (5.0, 200.0) is not accepted; expected increasing epochs"),
+    (["--schedule", "step"],
+     "argument --lr-milestones: () is not accepted; expected at least one epoch"),
     (["--option", "oops"], "argument --option: 'oops' is not accepted; expected KEY=VALUE"),
-    (["--model", "resnet9000"], "argument --model: 'resnet9000' is not accepted; expected one of alexnet"),
+    (["--model", "resnet9000"],
+     "argument --model: 'resnet9000' is not accepted; expected one of alexnet"),
     (["--dataset", "imagenet"], "argument --dataset: 'imagenet' is not accepted; expected one of"),
     (["--model", "resnet20", "--option", "depths=foo"],
      "argument --option: depths='foo' is not accepted; expected a non-empty list of integers"),

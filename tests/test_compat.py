@@ -1,7 +1,7 @@
-"""The private Keras / keras-tuner internals `zoo.compat` relies on, pinned.
+"""The private Keras / keras-tuner internals `zoo.training.compat` relies on, pinned.
 
 These fail loudly when an upgrade moves what the multi-worker fix or the
-distributed-search server use: update `zoo/compat.py` and its tested range then.
+distributed-search server use: update `zoo/training/compat.py` and its tested range then.
 """
 
 import importlib
@@ -10,7 +10,7 @@ import inspect
 
 import pytest
 
-from zoo import compat
+from zoo.training import compat
 
 
 @pytest.mark.parametrize("package", sorted(compat.SUPPORTED))

@@ -9,7 +9,6 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from helpers import tiny_config
 from PIL import Image
 
 import zoo
@@ -17,6 +16,8 @@ from ensembles import EnsembleModel, metrics
 from zoo import contract as contract_module
 from zoo.contract import Classifier, FitToSize, InputContract, contract_of
 from zoo.training import rundir, train
+
+from helpers import tiny_config
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "legacy_v0"
 MNIST = {"image_shape": (28, 28, 1), "mean": [0.1], "std": [0.3], "dataset": "mnist",
@@ -204,7 +205,8 @@ def test_a_model_copied_alone_exports_and_predicts_as_from_its_run(tmp_path):
         assert export_script.main([str(source), "--out", str(tmp_path / out)]) == 0
         run, meta, _ = predict.load_exported(tmp_path / out)
         assert meta["class_names"] == ["3", "5", "8"]
-        assert meta["contract"]["classes"] == [3, 5, 8] and meta["contract"]["dataset"] == "mnist_sample"
+        assert meta["contract"]["classes"] == [3, 5,
+                                               8] and meta["contract"]["dataset"] == "mnist_sample"
         assert meta["models"] == [{"file": "model.keras", "sha256": meta["models"][0]["sha256"]}]
         outputs.append(predict.predict(run, images))
     np.testing.assert_array_equal(outputs[0], outputs[1])

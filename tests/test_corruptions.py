@@ -51,9 +51,10 @@ def test_evaluate_shift_script_compares_runs(tmp_path):
     import json
 
     import evaluate_shift
-    from helpers import tiny_config
 
     from zoo import training
+
+    from helpers import tiny_config
 
     for name in ("a", "b"):
         training.train(tiny_config(tmp_path / name, epochs=1))

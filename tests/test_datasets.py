@@ -12,7 +12,6 @@ import pytest
 from PIL import Image
 
 from augment import datasets
-from augment.readers import download
 from augment.datasets import (
     DATA_DIR_ENV,
     IDX_FILES,
@@ -22,6 +21,7 @@ from augment.datasets import (
     read_idx,
     write_idx,
 )
+from augment.readers import download
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,7 +74,8 @@ def _random_images(rng, n, shape=(32, 32, 3)):
 def test_list_datasets():
     names = list_datasets()
     assert names == sorted(names)
-    for name in ("mnist", "mnist_sample", "fashion_mnist", "cifar10", "cifar100", "synthetic", "folder"):
+    for name in ("mnist", "mnist_sample", "fashion_mnist", "cifar10", "cifar100", "synthetic",
+                 "folder"):
         assert name in names
 
 
@@ -199,7 +200,8 @@ def test_other_datasets_raise_when_keras_fails(monkeypatch):
 
 def test_keras_download_failure_is_fast(monkeypatch):
     """The real keras.datasets path, forced offline through a refused proxy."""
-    cache = Path(os.path.expanduser(os.environ.get("KERAS_HOME", "~/.keras"))) / "datasets" / "mnist.npz"
+    cache = Path(os.path.expanduser(os.environ.get("KERAS_HOME",
+                                                   "~/.keras"))) / "datasets" / "mnist.npz"
     if cache.exists():
         pytest.skip(f"keras has MNIST cached at {cache}; the download is not attempted")
     with socket.socket() as s:  # a port nothing listens on: connections are refused
@@ -256,9 +258,11 @@ def test_cifar10_pixel_layout_and_batches(tmp_path):
     labels = [[i % 10 for i in range(3)] for _ in range(6)]
     for i in range(5):
         data = rows if i == 0 else _cifar_rows(batches[i])
-        _pickle(root / f"data_batch_{i + 1}", {b"batch_label": b"x", b"labels": labels[i], b"data": data})
+        _pickle(root / f"data_batch_{i + 1}", {b"batch_label": b"x", b"labels": labels[i],
+                                               b"data": data})
     _pickle(root / "test_batch", {b"labels": labels[5], b"data": _cifar_rows(batches[5])})
-    _pickle(root / "batches.meta", {b"label_names": [n.encode() for n in datasets.CIFAR10_CLASSES[::-1]]})
+    _pickle(root / "batches.meta",
+            {b"label_names": [n.encode() for n in datasets.CIFAR10_CLASSES[::-1]]})
 
     ds = load_dataset("cifar10", data_dir=tmp_path)
     assert ds.x_train.shape == (15, 32, 32, 3) and ds.x_test.shape == (3, 32, 32, 3)
@@ -277,7 +281,8 @@ def test_cifar100_fine_and_coarse(tmp_path):
     x_train, x_test = _random_images(rng, 6), _random_images(rng, 4)
     fine = [0, 99, 50, 3, 4, 5]
     coarse = [0, 19, 10, 1, 1, 2]
-    _pickle(tmp_path / "train", {b"data": _cifar_rows(x_train), b"fine_labels": fine, b"coarse_labels": coarse})
+    _pickle(tmp_path / "train", {b"data": _cifar_rows(x_train), b"fine_labels": fine,
+                                 b"coarse_labels": coarse})
     _pickle(tmp_path / "test", {b"data": _cifar_rows(x_test), b"fine_labels": [1, 2, 3, 4],
                                 b"coarse_labels": [5, 6, 7, 8]})
     _pickle(tmp_path / "meta", {b"fine_label_names": [f"f{i}".encode() for i in range(100)],
@@ -295,14 +300,17 @@ def test_cifar100_fine_and_coarse(tmp_path):
 
 
 def test_synthetic_shapes_and_determinism():
-    ds = load_dataset("synthetic", image_shape=(8, 12, 5), num_classes=4, synthetic_size=(40, 12), seed=3)
+    ds = load_dataset("synthetic", image_shape=(8, 12, 5), num_classes=4, synthetic_size=(40, 12),
+                      seed=3)
     assert ds.x_train.shape == (40, 8, 12, 5) and ds.x_test.shape == (12, 8, 12, 5)
     assert ds.x_train.dtype == np.uint8 and ds.y_train.dtype == np.int64
     assert set(ds.y_train) == set(range(4)) and ds.num_classes == 4 and ds.source == "synthetic"
-    again = load_dataset("synthetic", image_shape=(8, 12, 5), num_classes=4, synthetic_size=(40, 12), seed=3)
+    again = load_dataset("synthetic", image_shape=(8, 12, 5), num_classes=4,
+                         synthetic_size=(40, 12), seed=3)
     np.testing.assert_array_equal(ds.x_train, again.x_train)
     np.testing.assert_array_equal(ds.y_test, again.y_test)
-    other = load_dataset("synthetic", image_shape=(8, 12, 5), num_classes=4, synthetic_size=(40, 12), seed=4)
+    other = load_dataset("synthetic", image_shape=(8, 12, 5), num_classes=4,
+                         synthetic_size=(40, 12), seed=4)
     assert not np.array_equal(ds.x_train, other.x_train)
     assert load_dataset("synthetic").input_shape == (32, 32, 3)
 

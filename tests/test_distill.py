@@ -5,11 +5,12 @@ import json
 import keras
 import numpy as np
 import pytest
-from helpers import tiny_config
 
 import ensembles
 import zoo
 from zoo import training
+
+from helpers import tiny_config
 
 
 def synthetic(tmp_path, name, **overrides):

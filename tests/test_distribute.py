@@ -191,7 +191,7 @@ def test_bench_gpu_quick_runs_under_jax_without_tensorflow(jax_env):
         env={**jax_env, **QUIET})
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| test_resnet | 32x32x3 | 2 |" in result.stdout
-    line = next(l for l in result.stdout.splitlines() if l.startswith("BENCH_GPU "))
+    line = next(ln for ln in result.stdout.splitlines() if ln.startswith("BENCH_GPU "))
     summary = json.loads(line[len("BENCH_GPU "):])
     assert summary["backend"] == "jax" and not summary["tensorflow_imported"]
     detail = summary["rows"][0]["ours_detail"]["mixed_float16"]

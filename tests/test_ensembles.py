@@ -279,7 +279,7 @@ def test_swa_averages_epoch_weights_and_recomputes_batch_norm_statistics(tmp_pat
     model.fit(x, y, epochs=4, batch_size=16, verbose=0, callbacks=[record, swa])
 
     trainable = [i for i, w in enumerate(model.weights) if w.trainable]
-    for position, index in enumerate(trainable):
+    for index in trainable:
         expected = np.mean([epoch[index] for epoch in record.weights[1:]], axis=0)
         np.testing.assert_allclose(model.weights[index].numpy(), expected, rtol=1e-5, atol=1e-6)
     # The BN statistics are now the averaged network's: mean over the data of

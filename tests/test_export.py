@@ -20,11 +20,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import state_dicts
 import zoo
 from augment import datasets
 from augment import tta as augment_tta
 from zoo.serving import export
+
+import state_dicts
 
 ROOT = Path(__file__).resolve().parents[1]
 TOLERANCE = 1e-5  # max abs difference of probabilities, exported vs in memory
@@ -148,7 +149,7 @@ def exported(tmp_path_factory):
                                            str(root / f"tta_{format}"), "--tta", "10crop",
                                            "--format", format]) == 0
         out["tta", format] = (root / f"tta_{format}", images, reference)
-    for (name, format), (directory, images, reference) in out.items():
+    for (name, format), (_, images, _) in out.items():
         np.save(root / f"{name}_{format}_images.npy", images)
     return out
 
@@ -376,7 +377,8 @@ def test_predict_script_errors(exported, tmp_path, capsys, format):
         ([directory, images, "--runtime", "tensorrt"],
          r"--runtime='tensorrt' is not accepted; expected one of tf, onnx, litert"),
         ([directory, images, "--runtime", other],
-         rf"--runtime='{other}' is not accepted for DIR=.*; expected {export.FORMATS[format].runtime} "
+         rf"--runtime='{other}' is not accepted for DIR=.*; expected "
+         rf"{export.FORMATS[format].runtime} "
          rf"\(the folder holds {export.FORMATS[format].file}\)"),
     ]:
         with pytest.raises(SystemExit) as info:
@@ -513,3 +515,22 @@ def test_export_script_from_imagenet_weights(tmp_path, capsys):
         with pytest.raises(SystemExit):
             script.main([*argv, "--out", str(tmp_path / "bad")])
         assert message in capsys.readouterr().err
+
+
+def test_predict_top_k_default_fits_the_model(tmp_path, monkeypatch, capsys):
+    """A default is never refused: --top-k defaults to min(5, classes)."""
+    predict = load_script("predict")
+    probs = np.array([[0.2, 0.5, 0.3]], np.float32)
+    meta = {"input": {"shape": [None, 4, 4, 1]}, "num_classes": 3,
+            "class_names": ["cat", "dog", "owl"]}
+    monkeypatch.setattr(predict, "load_exported",
+                        lambda directory, runtime: (lambda x: probs[:len(x)], meta, "tf"))
+    images = tmp_path / "x.npy"
+    np.save(images, np.zeros((1, 4, 4, 1), np.uint8))
+    assert predict.main([str(tmp_path), str(images)]) == 0
+    assert capsys.readouterr().out.split()[1:] == ["dog", "(1)", "0.5000", "owl", "(2)",
+                                                   "0.3000", "cat", "(0)", "0.2000"]
+    meta["num_classes"] = 8
+    with pytest.raises(SystemExit):
+        predict.main([str(tmp_path), str(images), "--top-k", "9"])
+    assert "--top-k=9 is not accepted; expected an integer in [1, 8]" in capsys.readouterr().err

@@ -6,10 +6,11 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from helpers import kill_at_epoch, tiny_config
 
 from zoo import training
 from zoo.training import callbacks
+
+from helpers import kill_at_epoch, tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"

@@ -43,6 +43,9 @@ def test_small_init_collapses_tanh_activations_and_he_keeps_relu_spread(tmp_path
     assert small_std[-1] < 1e-3 * small_std[0] and min(he_std) > 0.1
     import plot_activations
 
-    plot_activations.main(["--model", "test_vgg", "--batch", "8", "--png",
+    plot_activations.main(["--model", "test_vgg", "--batch", "8", "--out",
                            str(tmp_path / "a.png")])
     assert (tmp_path / "a.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    plot_activations.main(["--model", "test_vgg", "--batch", "8", "--png",  # the old name
+                           str(tmp_path / "b.png")])
+    assert (tmp_path / "b.png").exists()

@@ -48,13 +48,16 @@ def test_schedules_have_the_textbook_values():
     assert lr_at(restarts, 19) < 0.01 and lr_at(restarts, 20) == pytest.approx(0.1)
     warm = TrainConfig(schedule="cosine", lr=0.1, epochs=10, warmup_epochs=2)
     assert lr_at(warm, 0) == pytest.approx(0.1 / 20) and lr_at(warm, 9) == pytest.approx(0.05)
-    assert lr_at(warm, 20) == pytest.approx(0.1) and lr_at(warm, 100) == pytest.approx(0.0, abs=1e-7)
-    assert lr_at(TrainConfig(schedule="constant", lr=0.3, warmup_epochs=1), 5) == pytest.approx(0.3 * 6 / 10)
+    assert lr_at(warm, 20) == pytest.approx(0.1) and lr_at(warm, 100) == pytest.approx(0.0,
+                                                                                       abs=1e-7)
+    assert lr_at(TrainConfig(schedule="constant", lr=0.3, warmup_epochs=1),
+                 5) == pytest.approx(0.3 * 6 / 10)
 
 
 def test_warmup_schedule_round_trips_through_keras_serialization():
     schedule = optim.make_schedule(TrainConfig(schedule="step", lr=0.1, epochs=10,
                                                   lr_milestones=(5,), warmup_epochs=1), 10)
-    restored = keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(schedule))
+    schedules = keras.optimizers.schedules
+    restored = schedules.deserialize(schedules.serialize(schedule))
     for step in (0, 5, 10, 60):
         assert float(restored(step)) == pytest.approx(float(schedule(step)))

@@ -20,13 +20,14 @@ import h5py
 import keras
 import numpy as np
 import pytest
-
-import state_dicts
 import verify_weights
+
 import zoo
 from zoo import pretrained
 from zoo.base import LayerBuilder
 from zoo.pretrained import catalog, files
+
+import state_dicts
 
 ROOT = Path(__file__).resolve().parents[1]
 RNG = np.random.default_rng(0)
@@ -471,8 +472,9 @@ def test_source_layout_options_round_trip():
 # === torchvision itself, where it imports ===
 
 needs_torchvision = pytest.mark.skipif(  # find_spec first: no subprocess where it is absent
-    importlib.util.find_spec("torchvision") is None or not torchvision_imports(), reason="torchvision does not import here (it needs PyTorch's full "
-                                      "build); scripts/verify_weights.py dump runs it elsewhere")
+    importlib.util.find_spec("torchvision") is None or not torchvision_imports(),
+    reason="torchvision does not import here (it needs PyTorch's full build); "
+           "scripts/verify_weights.py dump runs it elsewhere")
 
 
 SHAPES_CODE = """

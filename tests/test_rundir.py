@@ -15,13 +15,14 @@ import time
 import keras
 import numpy as np
 import pytest
-from helpers import ROOT, kill_at_epoch, tiny_config
 
 from ensembles import EnsembleModel
 from zoo import training
 from zoo.training import callbacks, evaluate, plots, rundir
 from zoo.training.callbacks import ResumeStateError
 from zoo.training.rundir import RunDir, RunDirError
+
+from helpers import ROOT, kill_at_epoch, tiny_config
 
 
 def weights_of(path):

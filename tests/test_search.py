@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from zoo.cli import tune as tune_cli
+from zoo.contract import InputContract
 from zoo.search import space as search_space
 from zoo.search import tuners
-from zoo.contract import InputContract
 from zoo.search.hypermodel import ZooHyperModel
 from zoo.training import TrainConfig
 
@@ -114,7 +114,7 @@ def search_dir(tmp_path_factory):
 
     tuners._ZooTunerMixin.on_trial_end = recording
     try:
-        result = tune_cli.main(["--model", "resnet", "--max-trials", "4", "--out", str(out),
+        result = tune_cli.main(["--family", "resnet", "--max-trials", "4", "--out", str(out),
                               *TINY_FLAGS])
     finally:
         tuners._ZooTunerMixin.on_trial_end = original
@@ -162,7 +162,8 @@ def test_refine_narrows_every_range_around_the_best_trials():
             (0.9, "momentum", 0.01, "relu"), (0.8, "nesterov", 0.02, "elu"),
             (0.7, "momentum", 0.005, "relu"), (0.1, "adam", 0.3, "tanh")])]
     refined = search_space.refine_space(space, rows, top_k=3)
-    assert refined["lr"].low == pytest.approx(0.005 / 2) and refined["lr"].high == pytest.approx(0.04)
+    assert refined["lr"].low == pytest.approx(0.005 / 2)
+    assert refined["lr"].high == pytest.approx(0.04)
     assert refined["optimizer"].values == ("momentum", "nesterov")
     assert refined["activation"].values == ("relu", "elu")
     assert refined["batch_norm"].values == (True,)
@@ -205,17 +206,19 @@ def test_best_trials_become_one_ensemble(search_dir):
 
 
 @pytest.mark.parametrize("argv, message", [
+    (["--family", "mobilenet"], "argument --family: 'mobilenet' is not accepted; expected one "
+     "of lenet, alexnet, vgg, googlenet, resnet"),
     (["--model", "mobilenet"], "argument --model: 'mobilenet' is not accepted; expected one of "
-     "lenet, alexnet, vgg, googlenet, resnet"),
-    (["--model", "lenet", "--tuner", "grid"], "argument --tuner: 'grid' is not accepted; "
+     "lenet, alexnet, vgg, googlenet, resnet"),  # the old name of --family
+    (["--family", "lenet", "--tuner", "grid"], "argument --tuner: 'grid' is not accepted; "
      "expected one of random, hyperband, bayesian"),
-    (["--model", "lenet", "--max-trials", "0"], "argument --max-trials: '0' is not accepted; "
+    (["--family", "lenet", "--max-trials", "0"], "argument --max-trials: '0' is not accepted; "
      "expected an integer >= 1"),
     (["--refine", "--out", "{tmp}/none"], "out='{tmp}/none' is not accepted; expected a "
      "directory holding an earlier search (search.json) with --refine"),
     (["--ensemble-top", "3", "--out", "{tmp}/none"], "out='{tmp}/none' is not accepted; "
      "expected a directory holding an earlier search (search.json) with --ensemble-top"),
-    (["--model", "lenet", "--dataset", "imagenet"], "dataset='imagenet' is not accepted"),
+    (["--family", "lenet", "--dataset", "imagenet"], "dataset='imagenet' is not accepted"),
 ])
 def test_bad_flags_stop_at_argument_parsing(argv, message, tmp_path, capsys):
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
@@ -237,7 +240,7 @@ def test_distributed_search_with_a_chief_and_two_workers(tmp_path, monkeypatch):
     server) runs in this process, which has TensorFlow imported already; the two
     workers are separate processes running scripts/tune.py."""
     out = tmp_path / "tune"
-    argv = ["--model", "lenet", "--max-trials", "4", "--out", str(out), *TINY_FLAGS]
+    argv = ["--family", "lenet", "--max-trials", "4", "--out", str(out), *TINY_FLAGS]
     oracle = {"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": str(free_port())}
     for key, value in {**oracle, "KERASTUNER_TUNER_ID": "chief"}.items():
         monkeypatch.setenv(key, value)

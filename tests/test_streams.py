@@ -120,7 +120,7 @@ def test_the_eval_crop_is_the_models_own_fit_rule(photos):
     stream = streams.Stream(ds.test, 3, 24, "center")
     images, labels = next(stream.batches(len(ds.test)))
     order = np.random.default_rng([0, 7]).permutation(len(ds.test))
-    for image, label, path in zip(images, labels, ds.test.paths[order]):
+    for image, path in zip(images, ds.test.paths[order]):
         raw = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
         fitted = keras.ops.convert_to_numpy(FitToSize(24, 24, mode="crop")(raw))
         assert np.abs(fitted - image.astype(np.float32)).max() <= 1.0, path

@@ -8,10 +8,11 @@ import keras
 import numpy as np
 import pytest
 
-import state_dicts
 import zoo
 from zoo.pretrained import catalog
 from zoo.training import TrainConfig, prepare_data, transfer
+
+import state_dicts
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))

@@ -109,8 +109,10 @@ def test_leaky_relu_slope_is_used():
 
 
 @pytest.mark.parametrize("init, check", [
-    ("xavier", lambda std, fan_in, fan_out: np.isclose(std, np.sqrt(2 / (fan_in + fan_out)), rtol=0.2)),
-    ("glorot_normal", lambda std, fan_in, fan_out: np.isclose(std, np.sqrt(2 / (fan_in + fan_out)), rtol=0.2)),
+    ("xavier", lambda std, fan_in, fan_out: np.isclose(std, np.sqrt(2 / (fan_in + fan_out)),
+                                                       rtol=0.2)),
+    ("glorot_normal", lambda std, fan_in, fan_out: np.isclose(std, np.sqrt(2 / (fan_in + fan_out)),
+                                                              rtol=0.2)),
     ("he", lambda std, fan_in, fan_out: np.isclose(std, np.sqrt(2 / fan_in), rtol=0.2)),
     ("he_uniform", lambda std, fan_in, fan_out: np.isclose(std, np.sqrt(2 / fan_in), rtol=0.2)),
     ("lecun", lambda std, fan_in, fan_out: np.isclose(std, np.sqrt(1 / fan_in), rtol=0.2)),
@@ -127,7 +129,8 @@ def test_initializers_give_the_textbook_scale(init, check):
 def test_batch_norm_off_removes_bn_and_adds_bias():
     with_bn = zoo.create_model("test_resnet")
     without = zoo.create_model("test_resnet", batch_norm=False)
-    bn = lambda m: [l for l in m.layers if isinstance(l, keras.layers.BatchNormalization)]
+    def bn(m):
+        return [layer for layer in m.layers if isinstance(layer, keras.layers.BatchNormalization)]
     assert bn(with_bn) and not bn(without)
     assert without.get_layer("conv1").use_bias and not with_bn.get_layer("conv1").use_bias
 
@@ -139,7 +142,7 @@ def test_batch_norm_off_removes_bn_and_adds_bias():
 def test_regularizers_reach_every_kernel(spec, l1, l2):
     model = zoo.create_model("test_vgg", kernel_regularizer=spec)
     assert model.get_config()["kernel_regularizer"] == {"l1": l1, "l2": l2}
-    kernels = [l for l in model.layers if hasattr(l, "kernel")]
+    kernels = [layer for layer in model.layers if hasattr(layer, "kernel")]
     assert len(model.losses) == len(kernels)
     expected = sum(l1 * np.abs(k.kernel.numpy()).sum() + l2 * np.square(k.kernel.numpy()).sum()
                    for k in kernels)
@@ -149,10 +152,10 @@ def test_regularizers_reach_every_kernel(spec, l1, l2):
 
 def test_dropout_is_placed_and_stored():
     model = zoo.create_model("test_resnet", dropout=0.3)
-    rates = [l.rate for l in model.layers if isinstance(l, keras.layers.Dropout)]
+    rates = [layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
     assert rates == [0.3] and model.get_config()["dropout"] == 0.3
     vgg = zoo.create_model("vgg11_cifar")
-    assert [l.rate for l in vgg.layers if isinstance(l, keras.layers.Dropout)] == [0.5]
+    assert [layer.rate for layer in vgg.layers if isinstance(layer, keras.layers.Dropout)] == [0.5]
 
 
 def test_zero_init_residual_makes_every_block_start_as_identity():
@@ -172,7 +175,7 @@ def test_zero_init_residual_makes_every_block_start_as_identity():
 
 def test_stochastic_depth_rates_decay_linearly_and_vanish_at_inference():
     model = zoo.create_model("resnet20", stochastic_depth=0.5, input_shape=(8, 8, 3))
-    rates = [l.rate for l in model.layers if isinstance(l, zoo.StochasticDepth)]
+    rates = [layer.rate for layer in model.layers if isinstance(layer, zoo.StochasticDepth)]
     np.testing.assert_allclose(rates, 0.5 * np.arange(1, 10) / 9)
     x = np.random.default_rng(0).normal(size=(4, 8, 8, 3)).astype("float32")
     a, b = (keras.ops.convert_to_numpy(model(x, training=False)) for _ in range(2))
@@ -216,7 +219,8 @@ def test_lenet_faithful_option_and_paper_layout():
     shapes = [model.get_layer(n).output.shape[1:] for n in ("c1", "s2", "c3", "s4", "c5", "f6")]
     assert shapes == [(28, 28, 6), (14, 14, 6), (10, 10, 16), (5, 5, 16), (1, 1, 120), (84,)]
     # An explicit option wins over the faithful defaults.
-    assert zoo.create_model("lenet5_faithful", activation="relu").get_config()["activation"] == "relu"
+    assert zoo.create_model("lenet5_faithful",
+                            activation="relu").get_config()["activation"] == "relu"
 
 
 def test_googlenet_aux_heads_count_only_in_training():
@@ -228,7 +232,8 @@ def test_googlenet_aux_heads_count_only_in_training():
     # The training loss adds 0.3 x each auxiliary cross-entropy.
     model.compile(loss="categorical_crossentropy")
     main, aux1, aux2 = model(x, training=True)
-    ce = lambda p: float(keras.ops.mean(keras.losses.categorical_crossentropy(y, p)))
+    def ce(p):
+        return float(keras.ops.mean(keras.losses.categorical_crossentropy(y, p)))
     loss = model.compute_loss(x, y, [main, aux1, aux2])
     np.testing.assert_allclose(float(loss), ce(main) + 0.3 * (ce(aux1) + ce(aux2)), rtol=1e-5)
     # 5x5 branches are real 5x5 convolutions.
@@ -249,33 +254,46 @@ def test_registry():
     assert all(n.startswith("vgg") for n in zoo.list_models("vgg*"))
     with pytest.raises(ValueError, match="already registered"):
         register_model(zoo.registry._MODELS["lenet5"])
-    with pytest.raises(ValueError, match=r"model='nope' is not registered; expected one of: .*lenet5"):
+    with pytest.raises(ValueError,
+                       match=r"model='nope' is not registered; expected one of: .*lenet5"):
         zoo.create_model("nope")
     # None kwargs are dropped so a CLI default never clobbers the model's own.
     assert zoo.create_model("test_vgg", dropout=None).get_config()["dropout"] == 0.5
 
 
 @pytest.mark.parametrize("name, kwargs, message", [
-    ("test_resnet", {"activation": "swishy"}, r"activation='swishy' is not accepted; expected one of relu"),
-    ("test_resnet", {"kernel_initializer": "hee"}, r"kernel_initializer='hee' is not accepted; expected one of glorot"),
-    ("test_resnet", {"input_shape": (1, 1, 1)}, r"input_shape=\(1, 1, 1\) is not accepted; expected height and width >= 2"),
+    ("test_resnet", {"activation": "swishy"},
+     r"activation='swishy' is not accepted; expected one of relu"),
+    ("test_resnet", {"kernel_initializer": "hee"},
+     r"kernel_initializer='hee' is not accepted; expected one of glorot"),
+    ("test_resnet", {"input_shape": (1, 1, 1)},
+     r"input_shape=\(1, 1, 1\) is not accepted; expected height and width >= 2"),
     ("vgg16", {"input_shape": (31, 31, 3)}, r"input_shape=\(31, 31, 3\).*>= 32"),
     ("alexnet", {"input_shape": (62, 62, 3)}, r"input_shape=\(62, 62, 3\).*>= 63"),
     ("googlenet", {"input_shape": (64, 64, 3)}, r"input_shape=\(64, 64, 3\).*>= 80"),
     ("lenet5", {"input_shape": (28, 28, 1)}, r"input_shape=\(28, 28, 1\).*>= 32"),
-    ("test_resnet", {"input_shape": (16, 16)}, r"input_shape=\(16, 16\) is not accepted; expected \(height, width, channels\)"),
-    ("test_resnet", {"dropout": 1.0}, r"dropout=1.0 is not accepted; expected a number in \[0, 1\)"),
+    ("test_resnet", {"input_shape": (16, 16)},
+     r"input_shape=\(16, 16\) is not accepted; expected \(height, width, channels\)"),
+    ("test_resnet", {"dropout": 1.0},
+     r"dropout=1.0 is not accepted; expected a number in \[0, 1\)"),
     ("test_resnet", {"dropout": -0.1}, r"dropout=-0.1 is not accepted"),
-    ("test_resnet", {"stochastic_depth": 1.5}, r"stochastic_depth=1.5 is not accepted; expected a number in \[0, 1\)"),
+    ("test_resnet", {"stochastic_depth": 1.5},
+     r"stochastic_depth=1.5 is not accepted; expected a number in \[0, 1\)"),
     ("test_resnet", {"num_classes": 0}, r"num_classes=0 is not accepted; expected an integer >= 1"),
     ("test_resnet", {"num_classes": -3}, r"num_classes=-3 is not accepted"),
-    ("test_resnet", {"kernel_regularizer": "l3"}, r"kernel_regularizer='l3' is not accepted; expected None, 'l1', 'l2'"),
-    ("test_resnet", {"kernel_regularizer": {"l2": -1.0}}, r"kernel_regularizer=\{'l2': -1.0\} is not accepted"),
-    ("test_resnet", {"maxout_pieces": 1}, r"maxout_pieces=1 is not accepted; expected an integer >= 2"),
-    ("test_resnet", {"block": "wide"}, r"block='wide' is not accepted; expected one of basic, bottleneck"),
-    ("test_resnet", {"batch_norm": "yes"}, r"batch_norm='yes' is not accepted; expected True or False"),
+    ("test_resnet", {"kernel_regularizer": "l3"},
+     r"kernel_regularizer='l3' is not accepted; expected None, 'l1', 'l2'"),
+    ("test_resnet", {"kernel_regularizer": {"l2": -1.0}},
+     r"kernel_regularizer=\{'l2': -1.0\} is not accepted"),
+    ("test_resnet", {"maxout_pieces": 1},
+     r"maxout_pieces=1 is not accepted; expected an integer >= 2"),
+    ("test_resnet", {"block": "wide"},
+     r"block='wide' is not accepted; expected one of basic, bottleneck"),
+    ("test_resnet", {"batch_norm": "yes"},
+     r"batch_norm='yes' is not accepted; expected True or False"),
     ("lenet5", {"pooling": "min"}, r"pooling='min' is not accepted; expected one of max, avg"),
-    ("test_alexnet", {"geometry": "mnist"}, r"geometry='mnist' is not accepted; expected one of imagenet, cifar"),
+    ("test_alexnet", {"geometry": "mnist"},
+     r"geometry='mnist' is not accepted; expected one of imagenet, cifar"),
 ])
 def test_bad_options_raise_at_construction(name, kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -283,7 +301,8 @@ def test_bad_options_raise_at_construction(name, kwargs, message):
 
 
 def test_unknown_option_names_the_accepted_ones():
-    with pytest.raises(TypeError, match=r"unknown model option\(s\) \['activaton'\]; accepted: activation"):
+    with pytest.raises(TypeError,
+                       match=r"unknown model option\(s\) \['activaton'\]; accepted: activation"):
         zoo.create_model("test_resnet", activaton="relu")
 
 

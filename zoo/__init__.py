@@ -15,7 +15,8 @@ the application built on it: `zoo.training`, `zoo.search`, `zoo.serving` and
 """
 
 # The families register their variants, recipes and search spaces on import.
-from zoo import lenet, alexnet, vgg, googlenet, resnet  # noqa: F401,I001
+# Imported to register; this order is the families' order in `list_families`.
+from zoo import lenet, alexnet, vgg, googlenet, resnet  # noqa: F401,I001  (see above)
 from zoo.alexnet import AlexNet
 from zoo.contract import Classifier, InputContract, contract_of
 from zoo.googlenet import GoogLeNet
@@ -29,7 +30,8 @@ from zoo.vgg import VGG
 __all__ = [
     "AlexNet", "GoogLeNet", "LeNet", "ResNet", "VGG", "Classifier", "InputContract", "contract_of",
     "AdaptiveAveragePooling", "LocalResponseNormalization", "Maxout", "StochasticDepth",
-    "create_model", "default_input_shape", "get_family", "list_families", "list_models", "min_input_size",
+    "create_model", "default_input_shape", "get_family", "list_families", "list_models",
+    "min_input_size",
     "register_family",
     "register_model",
 ]

@@ -22,7 +22,8 @@ from zoo.registry import register_family, register_model
 GEOMETRIES = {
     # first kernel, first stride, first padding, pool padding, filters, hidden units, default input
     "imagenet": dict(kernel=11, stride=4, pad=2, pool_padding="valid",
-                     filters=(96, 256, 384, 384, 256), hidden_units=4096, input_shape=(224, 224, 3)),
+                     filters=(96, 256, 384, 384, 256), hidden_units=4096, input_shape=(224, 224,
+                                                                                       3)),
     "cifar": dict(kernel=5, stride=1, pad=2, pool_padding="same",
                   filters=(64, 192, 384, 256, 256), hidden_units=1024, input_shape=(32, 32, 3)),
 }
@@ -78,7 +79,8 @@ class AlexNet(ZooModel):
 
         inputs = keras.Input(shape)
         x = keras.layers.ZeroPadding2D(g["pad"], name="conv1_pad")(inputs)
-        x = b.conv_norm_act(x, filters[0], g["kernel"], "conv1", strides=g["stride"], padding="valid")
+        x = b.conv_norm_act(x, filters[0], g["kernel"], "conv1", strides=g["stride"],
+                            padding="valid")
         if lrn:
             x = LocalResponseNormalization(name="conv1_lrn")(x)
         x = pool(x, "pool1")

@@ -247,7 +247,8 @@ class FitToSize(keras.layers.Layer):
         scale = self.crop_fraction * ops.minimum(h / self.height, w / self.width)
         crop_h = ops.cast(ops.clip(ops.round(self.height * scale), 1.0, h), "int32")
         crop_w = ops.cast(ops.clip(ops.round(self.width * scale), 1.0, w), "int32")
-        top, left = (ops.cast(height, "int32") - crop_h) // 2, (ops.cast(width, "int32") - crop_w) // 2
+        top, left = (ops.cast(height, "int32") - crop_h) // 2, (ops.cast(width,
+                                                                         "int32") - crop_w) // 2
         window = ops.slice(images, [0, top, left, 0],
                            [shape[0], crop_h, crop_w, images.shape[-1]])
         return self._resize(window)

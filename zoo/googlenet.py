@@ -20,8 +20,13 @@ import keras
 from keras import layers
 
 from zoo import resolve
-from zoo.base import (ZooModel, auxiliary_loss, common_arguments, register_serializable,
-                      split_options)
+from zoo.base import (
+    ZooModel,
+    auxiliary_loss,
+    common_arguments,
+    register_serializable,
+    split_options,
+)
 from zoo.layers import LocalResponseNormalization
 from zoo.registry import register_family, register_model
 
@@ -95,9 +100,11 @@ class GoogLeNet(ZooModel):
                  aux_logits=True, aux_weight=0.3, lrn=False, width_scale=1.0, branch5_kernel=5,
                  pool_4e_size=3, dropout=0.4, name="googlenet", **options):
         resolve.check_choice("stem", stem, tuple(STEM_STRIDES))
-        if isinstance(width_scale, bool) or not isinstance(width_scale, (int, float)) or width_scale <= 0:
+        if isinstance(width_scale, bool) or not isinstance(width_scale, (int, float)) \
+                or width_scale <= 0:
             raise resolve.bad_option("width_scale", width_scale, "a number > 0")
-        if isinstance(aux_weight, bool) or not isinstance(aux_weight, (int, float)) or aux_weight < 0:
+        if isinstance(aux_weight, bool) or not isinstance(aux_weight, (int,
+                                                                       float)) or aux_weight < 0:
             raise resolve.bad_option("aux_weight", aux_weight, "a number >= 0")
         resolve.check_choice("branch5_kernel", branch5_kernel, (5, 3))
         resolve.check_choice("pool_4e_size", pool_4e_size, (3, 2))

@@ -34,7 +34,8 @@ class Maxout(keras.layers.Layer):
                  kernel_regularizer=None, **kwargs):
         super().__init__(**kwargs)
         if units is not None and (not isinstance(units, int) or units < 1):
-            raise ValueError(f"units={units!r} is not accepted; expected a positive integer or None")
+            raise ValueError(f"units={units!r} is not accepted; expected a positive integer or "
+                             "None")
         if not isinstance(pieces, int) or isinstance(pieces, bool) or pieces < 2:
             raise ValueError(f"pieces={pieces!r} is not accepted; expected an integer >= 2")
         self.units = units

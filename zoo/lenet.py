@@ -46,7 +46,8 @@ class LeNet(ZooModel):
         resolve.check_positive_int("hidden_units", hidden_units)
         b, keras_kwargs = split_options(options)
         shape = common_arguments(num_classes, input_shape, MIN_INPUT_SIZE, name)
-        pool_layer = keras.layers.MaxPooling2D if pooling == "max" else keras.layers.AveragePooling2D
+        pool_layer = (keras.layers.MaxPooling2D if pooling == "max"
+                      else keras.layers.AveragePooling2D)
 
         inputs = keras.Input(shape)
         x = b.conv_norm_act(inputs, filters[0], KERNEL, "c1", padding="valid")

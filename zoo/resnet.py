@@ -92,7 +92,8 @@ class ResNet(ZooModel):
 
     def __init__(self, num_classes=1000, input_shape=(224, 224, 3), block="basic",
                  depths=(2, 2, 2, 2), widths=(64, 128, 256, 512), stem="imagenet", preact=False,
-                 stride_in_1x1=False, zero_init_residual=False, stochastic_depth=0.0, dropout=0.0, name="resnet18",
+                 stride_in_1x1=False, zero_init_residual=False, stochastic_depth=0.0, dropout=0.0,
+                 name="resnet18",
                  **options):
         resolve.check_choice("block", block, tuple(EXPANSION))
         resolve.check_choice("stem", stem, ("imagenet", "cifar"))

@@ -130,7 +130,8 @@ def check_input_shape(input_shape, min_size, model_name):
         or len(shape) != 3
         or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)
     ):
-        raise bad_option("input_shape", input_shape, "(height, width, channels) with positive integers")
+        raise bad_option("input_shape", input_shape,
+                         "(height, width, channels) with positive integers")
     if min(shape[:2]) < min_size:
         raise InputTooSmall(str(bad_option(
             "input_shape", input_shape,
@@ -177,7 +178,8 @@ def canonical_initializer(name):
 
 def _initializer_choices():
     aliases = ", ".join(sorted(INITIALIZER_ALIASES))
-    return "one of " + ", ".join(INITIALIZERS) + f" (aliases: {aliases}), or a Keras initializer name"
+    return ("one of " + ", ".join(INITIALIZERS) + f" (aliases: {aliases}), or a Keras "
+            "initializer name")
 
 
 def make_initializer(name):

@@ -17,7 +17,8 @@ from zoo.base import ZooModel, common_arguments, register_serializable, split_op
 from zoo.layers import AdaptiveAveragePooling
 from zoo.registry import register_family, register_model, register_variant
 
-CONVS_PER_STAGE = {11: (1, 1, 2, 2, 2), 13: (2, 2, 2, 2, 2), 16: (2, 2, 3, 3, 3), 19: (2, 2, 4, 4, 4)}
+CONVS_PER_STAGE = {11: (1, 1, 2, 2, 2), 13: (2, 2, 2, 2, 2), 16: (2, 2, 3, 3, 3), 19: (2, 2, 4, 4,
+                                                                                       4)}
 WIDTHS = (64, 128, 256, 512, 512)
 IMAGENET_HEAD = (4096, 4096)
 CIFAR_HEAD = (512,)
@@ -45,7 +46,8 @@ class VGG(ZooModel):
         convs_per_stage = resolve.check_int_list("convs_per_stage", convs_per_stage)
         widths = resolve.check_int_list("widths", widths)
         if len(widths) != len(convs_per_stage):
-            raise resolve.bad_option("widths", widths, f"{len(convs_per_stage)} values, one per stage")
+            raise resolve.bad_option("widths", widths,
+                                     f"{len(convs_per_stage)} values, one per stage")
         head = resolve.check_int_list("head", head) if head else []  # empty: linear classifier
         if adaptive_pool is not None:
             resolve.check_positive_int("adaptive_pool", adaptive_pool)

@@ -128,11 +128,13 @@ def make(name, x_train, y_train, x_test, y_test, num_classes, source, class_name
     y_train, y_test = (np.asarray(y, np.int64).reshape(-1) for y in (y_train, y_test))
     for split, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
         if len(x) != len(y):
-            raise ValueError(f"{name} {split} split: {len(x)} images but {len(y)} labels ({source}).")
+            raise ValueError(f"{name} {split} split: {len(x)} images but {len(y)} labels "
+                             f"({source}).")
         if len(y) and (y.min() < 0 or y.max() >= num_classes):
             raise ValueError(f"{name} {split} labels outside [0, {num_classes}) ({source}).")
     if x_train.shape[1:] != x_test.shape[1:]:
-        raise ValueError(f"{name}: train images {x_train.shape[1:]} but test images {x_test.shape[1:]}.")
+        raise ValueError(f"{name}: train images {x_train.shape[1:]} but test images "
+                         f"{x_test.shape[1:]}.")
     if class_names is not None:
         class_names = [c.decode() if isinstance(c, bytes) else str(c) for c in class_names]
     return Dataset(name, x_train, y_train, x_test, y_test, int(num_classes), source, class_names)
@@ -144,7 +146,8 @@ def class_remap(classes, num_classes, name):
     classes = [int(c) for c in classes]
     if not classes or len(set(classes)) != len(classes) or not all(
             0 <= c < num_classes for c in classes):
-        raise bad_option("classes", list(classes), f"distinct labels in [0, {num_classes}) of {name}")
+        raise bad_option("classes", list(classes),
+                         f"distinct labels in [0, {num_classes}) of {name}")
     remap = np.full(num_classes, -1, np.int64)
     remap[classes] = np.arange(len(classes))
     return remap

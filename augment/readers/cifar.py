@@ -42,7 +42,8 @@ def cifar100(data_dir, *, label_mode="fine", **options):
     if (root / CIFAR100_FILES["meta"]).is_file():
         class_names = read_pickle(root / CIFAR100_FILES["meta"]).get(f"{label_mode}_label_names")
     num_classes = 100 if label_mode == "fine" else 20
-    return base.make("cifar100", x_train, y_train, x_test, y_test, num_classes, str(root), class_names)
+    return base.make("cifar100", x_train, y_train, x_test, y_test, num_classes, str(root),
+                     class_names)
 
 
 class CifarUnpickler(pickle.Unpickler):

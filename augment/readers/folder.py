@@ -128,7 +128,8 @@ def folder(data_dir, *, seed=0, bad_images="skip", log=print, **options):
 
 
 def class_folders(directory):
-    classes = sorted(p.name for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
+    classes = sorted(p.name for p in directory.iterdir()
+                     if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise FileNotFoundError(f"No class sub-folders in {directory}.")
     return classes

@@ -73,7 +73,8 @@ def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
     if array.dtype != np.uint8 or not 1 <= array.ndim <= 255:
         raise bad_option("array", f"{array.dtype} of shape {array.shape}",
                          "a uint8 array of 1 to 255 dimensions")
-    data = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, ">u4").tobytes() + array.tobytes()
+    data = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape,
+                                                        ">u4").tobytes() + array.tobytes()
     path = Path(path)
     with open(path, "wb") as f:
         if path.suffix == ".gz":

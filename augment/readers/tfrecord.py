@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
 import sys
 import time
@@ -32,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from augment.readers import base
+from zoo import atomic
 
 METADATA = "dataset.json"
 IMAGE_KEYS = ("image/encoded", "image")
@@ -145,9 +145,7 @@ def read_metadata(root, shards, log=print):
         return tfds
     meta = count_labels(shards, log)
     try:
-        tmp = path.with_name(f".tmp{os.getpid()}_{path.name}")
-        tmp.write_text(json.dumps(meta, indent=1))
-        os.replace(tmp, path)
+        atomic.write_json(path, meta, indent=1)
     except OSError:
         pass  # a read-only dataset: counted again next time
     return {"class_names": meta["class_names"],
@@ -204,7 +202,7 @@ def count_labels(shards, log=print):
         spec = {label_key: tf.io.FixedLenFeature([], tf.int64),
                 TEXT_KEY: tf.io.FixedLenFeature([], tf.string, default_value="")}
         labels = []
-        for batch in records.batch(4096).map(lambda r: tf.io.parse_example(r, spec)):
+        for batch in records.batch(4096).map(lambda r, spec=spec: tf.io.parse_example(r, spec)):
             labels.append(batch[label_key].numpy())
             for label, text in zip(batch[label_key].numpy(), batch[TEXT_KEY].numpy()):
                 if text:

@@ -1,5 +1,9 @@
 """What every script's command line shares: argparse types whose errors name the
-value and what is accepted, one way to stop with an error, quiet start-up.
+value and what is accepted, one way to stop with an error.
+
+Standard library only: `scripts/benchlib.py` loads this file by its path (not
+as part of the `zoo` package, which loads Keras) for the benchmarks that must
+not start a Keras backend in their parent process.
 
 argparse prefixes a type's message with the flag, so a bad value reads
 `argument --epochs: '0' is not accepted; expected an integer >= 1`.
@@ -7,19 +11,10 @@ argparse prefixes a type's message with the flag, so a bad value reads
 
 import argparse
 import json
-import os
 import sys
+from pathlib import Path
 
-# TensorFlow's C++ start-up lines (cuInit, cpu_feature_guard, "Could not find
-# cuda drivers") at level 0-1; warnings and errors stay visible at 2.
-QUIET_TF_LOG_LEVEL = "2"
-
-
-def quiet_tensorflow():
-    """Hides TensorFlow's and absl's start-up noise unless the user chose a log
-    level: call it before TensorFlow loads (every script does, first thing)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", QUIET_TF_LOG_LEVEL)
-
+MODEL_FILE = "model.keras"  # a run directory's model (zoo.training.rundir.MODEL)
 
 def fail(message, code=2):
     """Stops a script with `error: message` on stderr and exit status `code`,
@@ -50,6 +45,19 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message}\n(--help lists every flag)\n")
+
+
+def deprecated_alias(new):
+    """An argparse action for an old spelling of the flag `new`: stores the
+    value where `new` does, saying once on stderr that the name changed."""
+
+    class Alias(argparse.Action):
+        def __call__(self, parser, namespace, values, option_string=None):
+            print(f"notice: {option_string} is now {new} (the old name works for one more "
+                  "release)", file=sys.stderr)
+            setattr(namespace, self.dest, values)
+
+    return Alias
 
 
 def _rejected(text, accepted):
@@ -187,6 +195,20 @@ def check_imagenet(parser, option, name, weights):
         pretrained.check(name, weights)
     except ValueError as err:
         parser.error(f"argument --weights: {err}")
+
+
+def model_file(text):
+    """A trained model: a run directory (its model.keras) or a .keras file."""
+    path = Path(text)
+    if path.is_dir():
+        if not (path / MODEL_FILE).is_file():
+            raise _rejected(text, f"a run directory with {MODEL_FILE} (this one has none), or a "
+                                  ".keras file")
+        return path / MODEL_FILE
+    if path.suffix != ".keras" or not path.is_file():
+        what = "a missing file" if not path.exists() else "not a .keras file"
+        raise _rejected(text, f"a .keras file or a run directory ({what})")
+    return path
 
 
 def key_value(text):

@@ -12,9 +12,9 @@ import dataclasses
 import sys
 
 import zoo
+from augment.datasets import BAD_IMAGES
 from augment.pipelines import DEVICES as AUGMENT_DEVICES
 from augment.pipelines import OPTION_NAMES as AUGMENT_OPTIONS
-from augment.datasets import BAD_IMAGES
 from augment.pipelines import PRESET_NAMES as AUGMENT_PRESETS
 from augment.transforms import EVAL as EVAL_TRANSFORMS
 from augment.transforms import TRAIN as TRAIN_TRANSFORMS
@@ -22,12 +22,14 @@ from augment.tta import VIEWS as TTA_VIEWS
 from ensembles import METHODS as ENSEMBLE_METHODS
 from zoo import pretrained
 from zoo.cli import args as types
+from zoo.cli import storage
 from zoo.training import builder, train
 from zoo.training.callbacks import ResumeStateError
-from zoo.training.config import (CALIBRATIONS, ENSEMBLES, JIT_CHOICES, OPTIMIZERS, SCHEDULES,
-                                 TrainConfig)
+from zoo.training.config import ENSEMBLES, JIT_CHOICES, OPTIMIZERS, SCHEDULES, TrainConfig
 from zoo.training.distribute import PRECISIONS, STRATEGIES
+from zoo.training.methods.calibrate import CALIBRATIONS
 from zoo.training.rundir import RunDirError
+
 
 def build_parser(recipe=None, prog=None, description=None):
     defaults = {**TrainConfig().to_dict(), **(recipe or {})}
@@ -107,7 +109,8 @@ def build_parser(recipe=None, prog=None, description=None):
         help="random erasing / cutout probability per image (0: off)")
     add("--randaugment", type=types.nonnegative_int, default=None, metavar="N",
         help="RandAugment with N operations (RGB only; 0: off)")
-    add("--mixup", type=types.any_number, default=None, metavar="ALPHA", help="mixup alpha (0: off)")
+    add("--mixup", type=types.any_number, default=None, metavar="ALPHA",
+        help="mixup alpha (0: off)")
     add("--cutmix", type=types.any_number, default=None, metavar="ALPHA",
         help="CutMix alpha in (0, 1] (0: off)")
     add("--tta", choices=TTA_VIEWS, default=d["tta"],
@@ -284,6 +287,7 @@ def recipe_of(family):
     return zoo.get_family(family).recipe
 
 
+@storage.stopping_on_storage_errors()
 def main(argv=None, recipe=None, description=None, family=None):
     """Parses, trains, prints a one-line summary; errors stop with exit status 2."""
     recipe = recipe_of(family) if family else recipe

@@ -1,10 +1,15 @@
 """Command line of scripts/tune.py: a coarse search, --refine stages, --ensemble-top."""
 
+import argparse
 import dataclasses
 import importlib.util
 import json
+import logging
+import sys
 
 from zoo.cli import args as types
+from zoo.cli import storage
+from zoo.cli.train import flag_message
 from zoo.search import results, tuners
 from zoo.search.run import base_config_from, ensemble_top, read_search, run_search
 from zoo.search.space import REFINE_TOP, SCALES, families
@@ -15,9 +20,11 @@ from zoo.training.config import TrainConfig
 def build_parser(description=None):
     p = types.Parser(description=description)
     add = p.add_argument
-    add("--model", type=types.choice("family", families()), default=None,
+    add("--family", type=types.choice("family", families()), default=None,
         help="family to search: " + ", ".join(families())
         + " (from --out's search with --refine / --ensemble-top)")
+    add("--model", dest="family", type=types.choice("family", families()),
+        action=types.deprecated_alias("--family"), help=argparse.SUPPRESS)
     add("--tuner", type=types.choice("tuner", TUNERS), default="random",
         help="random (the coarse stage), hyperband or bayesian")
     add("--max-trials", type=types.positive_int, default=10,
@@ -61,26 +68,27 @@ def parse_args(argv=None, description=None):
     value and what is accepted."""
     parser = build_parser(description)
     args = parser.parse_args(argv)
-    out = args.out or (f"runs/tune_{args.model}" if args.model else None)
+    out = args.out or (f"runs/tune_{args.family}" if args.family else None)
     if out is None:
-        parser.error("model=None is not accepted; expected one of " + ", ".join(families())
-                     + " (--model), or --out DIR of an earlier search with --refine or "
+        parser.error("family=None is not accepted; expected one of " + ", ".join(families())
+                     + " (--family), or --out DIR of an earlier search with --refine or "
                      "--ensemble-top")
     previous = read_search(out)
-    searching = args.model is not None or args.refine
+    searching = args.family is not None or args.refine
     if (args.refine or not searching) and previous is None:
         parser.error(f"out={out!r} is not accepted; expected a directory holding an earlier "
                      f"search (search.json) with {'--refine' if args.refine else '--ensemble-top'}")
-    if args.refine and args.model and args.model != previous["family"]:
-        parser.error(f"model={args.model!r} is not accepted; expected "
+    if args.refine and args.family and args.family != previous["family"]:
+        parser.error(f"family={args.family!r} is not accepted; expected "
                      f"{previous['family']!r}, the family of the search in {out}")
     if not searching and args.ensemble_top is None:
-        parser.error("model=None is not accepted; expected --model FAMILY to search")
+        parser.error("family=None is not accepted; expected --family FAMILY to search")
     if args.tuner == "bayesian" and importlib.util.find_spec("sklearn") is None:
-        parser.error("tuner='bayesian' is not accepted; expected random or hyperband: keras-tuner's "
+        parser.error("tuner='bayesian' is not accepted; expected random or hyperband: "
+                     "keras-tuner's "
                      "Bayesian optimization needs scikit-learn (pip install keras-tuner[bayesian])")
     overrides = {k: getattr(args, k) for k in DATA_FLAGS if getattr(args, k) is not None}
-    family = args.model or (previous or {}).get("family")
+    family = args.family or (previous or {}).get("family")
     settings = {**vars(args), "out": out, "family": family, "searching": searching}
     if searching:
         try:
@@ -94,22 +102,30 @@ def parse_args(argv=None, description=None):
     return settings, parser
 
 
+@storage.stopping_on_storage_errors("run the same command again: it resumes the search")
 def main(argv=None, description=None):
     settings, _ = parse_args(argv, description)
-    rows = []
-    if settings["searching"]:
-        rows = run_search(settings["family"], settings["base_config"], settings["out"],
-                          tuner=settings["tuner"], max_trials=settings["max_trials"],
-                          executions_per_trial=settings["executions_per_trial"],
-                          scale=settings["scale"], refine=settings["refine"],
-                          refine_top=settings["refine_top"], overwrite=settings["overwrite"],
-                          verbose=settings["verbose"], run_eagerly=settings["run_eagerly"])
-        if rows:
-            results.print_table(rows)
-    result = None
-    if settings["ensemble_top"] and not tuners.is_worker():
-        result = ensemble_top(settings["out"], settings["ensemble_top"])
-        print(json.dumps(result, indent=2))
+    # Every trial builds new models, so tf.function traces again: expected, not a problem.
+    logging.getLogger("tensorflow").addFilter(
+        lambda record: "triggered tf.function retracing" not in record.getMessage())
+    rows, result = [], None
+    try:
+        if settings["searching"]:
+            rows = run_search(settings["family"], settings["base_config"], settings["out"],
+                              tuner=settings["tuner"], max_trials=settings["max_trials"],
+                              executions_per_trial=settings["executions_per_trial"],
+                              scale=settings["scale"], refine=settings["refine"],
+                              refine_top=settings["refine_top"],
+                              overwrite=settings["overwrite"], verbose=settings["verbose"],
+                              run_eagerly=settings["run_eagerly"],
+                              log=lambda line: print(line, file=sys.stderr))
+            if rows:
+                results.print_table(rows)
+        if settings["ensemble_top"] and not tuners.is_worker():
+            result = ensemble_top(settings["out"], settings["ensemble_top"])
+            print(json.dumps(result, indent=2))
+    except (ValueError, TypeError, FileExistsError, FileNotFoundError) as err:
+        types.fail(flag_message(err))  # the message names the flag and what to do
     return {"rows": rows, "ensemble": result}
 
 

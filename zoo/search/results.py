@@ -3,11 +3,11 @@
 import csv
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 
+from zoo import atomic
 from zoo.search.space import top_rows
 from zoo.search.tuners import OBJECTIVE
 from zoo.training import plots
@@ -24,7 +24,7 @@ def trial_rows(tuner, stage):
         runner = Path(tuner.directory, tuner.project_name, f"trial_{trial_id}", "runner.json")
         runner = json.loads(runner.read_text()) if runner.exists() else {}
 
-        def metric(name):
+        def metric(name, trial=trial):
             m = trial.metrics
             return float(m.get_last_value(name)) if m.exists(name) else None
 
@@ -46,13 +46,11 @@ def write_results(out, rows, space):
     extra = sorted({k for r in rows for k in r} - set(space) - set(RESULT_COLUMNS)
                    - {"stage", "trial_id"})
     columns = ["rank", "stage", "trial_id", *space, *extra, *RESULT_COLUMNS]
-    tmp = out / ".results.csv.tmp"
-    with open(tmp, "w", newline="") as f:
+    with atomic.atomic_path(out / "results.csv") as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, columns, extrasaction="ignore")
         writer.writeheader()
         for rank, row in enumerate(ranked, start=1):
             writer.writerow({**{k: _cell(row.get(k)) for k in columns}, "rank": rank})
-    os.replace(tmp, out / "results.csv")
     plot_results(rows, space, out / "results.png")
 
 

@@ -31,12 +31,13 @@ import numpy as np
 import zoo
 from ensembles import EnsembleModel
 from zoo import resolve
-from zoo.search import results, space as space_module, tuners
+from zoo.search import results, tuners
+from zoo.search import space as space_module
 from zoo.search.hypermodel import ZooHyperModel
 from zoo.search.space import REFINE_TOP, top_rows
 from zoo.training import data as data_module
 from zoo.training.config import TrainConfig
-from zoo.training.rundir import read_json, save_model, write_json
+from zoo.training.rundir import RESUME_MAY_CHANGE, read_json, save_model, write_json
 
 
 def read_search(out):
@@ -63,13 +64,19 @@ def base_config_from(family, overrides):
 
 def run_search(family, base_config, out, tuner="random", max_trials=10, executions_per_trial=1,
                scale="full", refine=False, refine_top=REFINE_TOP, overwrite=False, verbose=1,
-               run_eagerly=False):
+               run_eagerly=False, log=print):
     """Runs one stage of a search in `out` and writes its results.
 
     The first stage ("coarse") samples the family's whole space; with `refine`
     the next stage ("fine1", "fine2", ...) samples the coarse space narrowed by
     `refine_space` around the best `refine_top` trials of all earlier stages,
     with the earlier base config.
+
+    A stage is recorded in search.json when it starts and marked complete when
+    it ends, so the same call after a kill resumes it (keras-tuner reloads its
+    oracle; the trial the kill interrupted runs again from its start) and after
+    the end says it is complete; a larger `max_trials` extends it, other
+    settings are refused.
 
     In a keras-tuner worker process (KERASTUNER_TUNER_ID etc. set, id without
     "chief") this only runs the trials the chief hands out; the chief (or a
@@ -80,26 +87,44 @@ def run_search(family, base_config, out, tuner="random", max_trials=10, executio
     out = Path(out)
     previous = read_search(out)
     rows = read_rows(out)
+    worker = tuners.is_worker()
+    settings = {"tuner": tuner, "max_trials": max_trials,
+                "executions_per_trial": executions_per_trial}
+    base_config = dataclasses.replace(base_config, out=str(out)).validate()
     if refine:
         if previous is None:
             raise resolve.bad_option("out", str(out), "a directory holding an earlier search "
                                      "(search.json) when refining")
         family, scale = previous["family"], previous["scale"]
-        stage = f"fine{len(previous['stages'])}"
-        # The coarse space narrowed around the best trials of every stage so far: each
-        # top value lies inside it, and the ranges shrink as the top trials agree.
-        space = space_module.refine_space(space_module.space_from_json(previous["stages"][0]["space"]), rows, refine_top)
+        last = previous["stages"][-1]
+        if last["name"] == results.COARSE and not is_complete(last):
+            raise resolve.bad_option("refine", True, "a complete coarse stage: run the same "
+                                     "command without --refine to finish it first")
+        first = space_module.space_from_json(previous["stages"][0]["space"])
+        if is_complete(last):
+            stage = f"fine{len(previous['stages'])}"
+            # The coarse space narrowed around the best trials of every stage so far: each
+            # top value lies inside it, and the ranges shrink as the top trials agree.
+            space = space_module.refine_space(first, rows, refine_top)
+        else:  # a refine stage a kill interrupted
+            check_same_stage(out, last, settings, None, None)
+            stage, space = last["name"], space_module.space_from_json(last["space"])
     else:
-        if previous is not None and not overwrite and not tuners.is_worker():
-            raise FileExistsError(
-                f"out={str(out)!r} already holds a search (search.json); pass --refine to narrow "
-                "it, --overwrite to start over, or choose another --out")
         stage, space = results.COARSE, space_module.search_space(family, scale)
-        if overwrite and not tuners.is_worker():
+        if previous is not None and not overwrite and not worker:
+            coarse = previous["stages"][0]
+            check_same_stage(out, coarse, settings, previous, {
+                "family": family, "scale": scale, "base_config": base_config.to_dict()})
+            if is_complete(coarse) and max_trials <= coarse["max_trials"]:
+                log(f"the search in {out} is already complete ({len(read_rows_of(rows, stage))} "
+                    "trials); --refine narrows it, --overwrite starts it over")
+                return rows
+            space = space_module.space_from_json(coarse["space"])
+        if overwrite and not worker:
             for old in (previous or {}).get("stages", []):  # stale fine stages would reload
                 shutil.rmtree(out / old["name"], ignore_errors=True)
+            (out / "search.json").unlink(missing_ok=True)
             previous, rows = None, []
-    base_config = dataclasses.replace(base_config, out=str(out)).validate()
     if not base_config.val_split:
         raise resolve.bad_option("val_split", base_config.val_split,
                                  "a fraction > 0: trials are ranked on validation accuracy")
@@ -113,26 +138,77 @@ def run_search(family, base_config, out, tuner="random", max_trials=10, executio
                                data["contract"], steps, space=space, scale=scale,
                                run_eagerly=run_eagerly)
     out.mkdir(parents=True, exist_ok=True)
-    t = tuners.make_tuner(tuner, hypermodel, out, stage, max_trials=max_trials,
-                   executions_per_trial=executions_per_trial, max_epochs=base_config.epochs,
-                   seed=base_config.seed, overwrite=overwrite and not tuners.is_worker() and not refine)
-    _, fit_kwargs = data_module.fit_inputs(base_config, None, data)
-    t.search(**fit_kwargs, epochs=base_config.epochs, verbose=verbose)
-    if tuners.is_worker():
-        return []
-    stage_entry = {"name": stage, "tuner": tuner, "max_trials": max_trials,
-                   "executions_per_trial": executions_per_trial, "space": space_module.space_to_json(space)}
-    rows = [r for r in rows if r["stage"] != stage] + results.trial_rows(t, stage)
     search = previous or {"family": family, "scale": scale,
                           "base_config": base_config.to_dict(),
                           "num_classes": data["num_classes"],
                           "input_shape": list(data["input_shape"]),
                           "contract": data["contract"].to_config(),
                           "steps_per_epoch": steps, "stages": []}
-    search["stages"] = [s for s in search["stages"] if s["name"] != stage] + [stage_entry]
-    results.write_results(out, rows, {**space_module.space_from_json(search["stages"][0]["space"]), **space})
-    write_json(out / "search.json", search)
+    entry = {"name": stage, **settings, "space": space_module.space_to_json(space)}
+    if not worker:  # recorded before the first trial: a rerun after a kill resumes it
+        write_stage(out, search, {**entry, "complete": False})
+        if not overwrite:
+            discard_damaged_stage(out / stage, log)
+    t = tuners.make_tuner(tuner, hypermodel, out, stage, max_trials=max_trials,
+                          executions_per_trial=executions_per_trial,
+                          max_epochs=base_config.epochs, seed=base_config.seed,
+                          overwrite=overwrite and not worker and not refine)
+    _, fit_kwargs = data_module.fit_inputs(base_config, None, data)
+    t.search(**fit_kwargs, epochs=base_config.epochs, verbose=verbose)
+    if worker:
+        return []
+    rows = [r for r in rows if r["stage"] != stage] + results.trial_rows(t, stage)
+    results.write_results(out, rows, {**space_module.space_from_json(search["stages"][0]["space"]),
+                                      **space})
+    write_stage(out, search, {**entry, "complete": True})  # last: the stage is done
     return rows
+
+
+def discard_damaged_stage(directory, log=print):
+    """keras-tuner writes its state files in place: one a kill cut short cannot
+    be reloaded, so the stage starts over (its trials are seeded by their ids,
+    so they train as they did; only time is lost)."""
+    for path in sorted(Path(directory).glob("*.json")) + sorted(
+            Path(directory).glob("trial_*/trial.json")):
+        try:
+            read_json(path)
+        except ValueError:
+            log(f"{path} was cut short by a kill; the stage {directory.name} starts over")
+            shutil.rmtree(directory)
+            return
+
+
+def is_complete(stage):
+    """Searches of the previous release recorded a stage only once it ended."""
+    return stage.get("complete", True)
+
+
+def read_rows_of(rows, stage):
+    return [r for r in rows if r["stage"] == stage]
+
+
+def write_stage(out, search, entry):
+    search["stages"] = [s for s in search["stages"] if s["name"] != entry["name"]] + [entry]
+    write_json(Path(out) / "search.json", search)
+
+
+def check_same_stage(out, stage, settings, previous, facts):
+    """Refuses to resume or report `stage` of the search in `out` for a
+    command with other settings, naming each difference."""
+    differences = [f"{k}: {stage.get(k)!r} there, {v!r} now" for k, v in settings.items()
+                   if stage.get(k) != v and k != "max_trials"]  # more trials extend it
+    if previous is not None:
+        differences += [f"{k}: {previous[k]!r} there, {facts[k]!r} now"
+                        for k in ("family", "scale") if previous[k] != facts[k]]
+        stored, now = previous["base_config"], facts["base_config"]
+        differences += [f"{k}: {stored.get(k)!r} there, {now.get(k)!r} now"
+                        for k in sorted(set(stored) | set(now))
+                        if k not in RESUME_MAY_CHANGE and stored.get(k) != now.get(k)]
+    if differences:
+        raise FileExistsError(
+            f"out={str(out)!r} already holds a search with other settings ("
+            + "; ".join(differences) + "); run the same command to resume it, pass --refine "
+            "to narrow it, --overwrite to start over, or choose another --out")
 
 
 def ensemble_top(out, n, method="soft", evaluate=True):

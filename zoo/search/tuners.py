@@ -4,13 +4,15 @@ and keras-tuner's chief/worker mode for distributed search."""
 
 import os
 import time
+import zlib
 from pathlib import Path
 
 import keras
 import keras_tuner as kt
 import numpy as np
 
-from zoo import compat, resolve
+from zoo import resolve
+from zoo.training import compat
 from zoo.training.rundir import write_json
 
 TUNERS = ("random", "hyperband", "bayesian")
@@ -37,12 +39,19 @@ def is_worker():
 class _ZooTunerMixin:
     """What every zoo tuner adds to keras-tuner's: the session is cleared and
     garbage collected after each trial (memory stays flat across trials), a
-    trial reports its best epoch's metrics and its wall time, writes which
-    tuner ran it, and a chief serves its oracle without keras-tuner's
-    20-second polling at the end."""
+    trial is seeded by its id, reports its best epoch's metrics and its wall
+    time, writes which tuner ran it, and a chief serves its oracle without
+    keras-tuner's 20-second polling at the end."""
+
+    def __init__(self, *args, seed=None, **kwargs):
+        self.search_seed = seed  # a worker's oracle is a client without it
+        super().__init__(*args, seed=seed, **kwargs)
 
     def run_trial(self, trial, *args, **kwargs):
         start = time.perf_counter()
+        # Each trial seeded by its id, not by the trials before it in this process:
+        # a search resumed after a kill trains every trial as an unbroken one does.
+        keras.utils.set_random_seed(trial_seed(self.search_seed, trial.trial_id))
         histories = super().run_trial(trial, *args, **kwargs)
         seconds = time.perf_counter() - start
         metrics = best_epoch_metrics(histories, self.oracle.objective)
@@ -77,6 +86,11 @@ class BayesianOptimization(_ZooTunerMixin, kt.BayesianOptimization):
     pass
 
 
+def trial_seed(seed, trial_id):
+    """The seed of trial `trial_id` ("0", "01", ...) in a search seeded `seed`."""
+    return (int(seed or 0) + zlib.crc32(str(trial_id).encode())) % 2**31
+
+
 def make_tuner(kind, hypermodel, directory, project_name, max_trials=10, executions_per_trial=1,
                max_epochs=TUNING_EPOCHS, seed=0, overwrite=False):
     """A zoo tuner ("random", "hyperband" or "bayesian") maximizing val accuracy.
@@ -85,7 +99,8 @@ def make_tuner(kind, hypermodel, directory, project_name, max_trials=10, executi
     """
     resolve.check_choice("tuner", kind, TUNERS)
     common = dict(hypermodel=hypermodel, objective=kt.Objective(OBJECTIVE, "max"),
-                  executions_per_trial=executions_per_trial, seed=seed,
+                  # keras-tuner reads seed 0 as "no seed" (a random one): shifted by one.
+                  executions_per_trial=executions_per_trial, seed=seed + 1,
                   directory=str(directory), project_name=project_name, overwrite=overwrite)
     if kind == "random":
         return RandomSearch(max_trials=max_trials, **common)

@@ -104,7 +104,8 @@ def contract_metadata(model):
     each member's normalization and fit rule for an ensemble."""
     contract = contract_of(model)
     members = [m for m in ensemble_members(model) if contract_of(m)]
-    return {"contract": contract.to_config(), "class_names": list(contract.class_names or []) or None,
+    return {"contract": contract.to_config(),
+            "class_names": list(contract.class_names or []) or None,
             "preprocessing": contract.describe(),
             **({"members": [{"name": m.name, **contract_of(m).to_config()} for m in members]}
                if members else {})}

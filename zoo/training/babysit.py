@@ -157,7 +157,7 @@ def overfit_check(config, x, y, num_classes, input_shape, contract=None, example
         _compile(model, plain_config)
         lr_text = f"{config.optimizer} lr={config.lr:g}"
     steps, accuracy, loss = 0, 0.0, float("nan")
-    for steps in range(1, max_steps + 1):
+    for steps in range(1, max_steps + 1):  # noqa: B007  (after the loop: the steps taken)
         logs = model.train_on_batch(x, y, return_dict=True)
         accuracy, loss = float(logs["accuracy"]), float(logs["loss"])
         if not math.isfinite(loss) or accuracy >= target:

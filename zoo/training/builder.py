@@ -40,11 +40,12 @@ def resolve_jit(choice):
     return choice == "on"
 
 
-def compile_model(model, config, steps_per_epoch):
-    """Compiles with the config's optimizer and schedule, cross-entropy (with its
+def compile_model(model, config, steps_per_epoch, methods=None):
+    """Compiles with the config's optimizer and schedule (as the run's training
+    `methods` change them, `optim.make_optimizer`), cross-entropy (with its
     label smoothing) and accuracy."""
     model.compile(
-        optimizer=optim.make_optimizer(config, steps_per_epoch),
+        optimizer=optim.make_optimizer(config, steps_per_epoch, methods),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
         metrics=["accuracy"],
         jit_compile=resolve_jit(config.jit_compile),

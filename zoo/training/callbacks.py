@@ -7,6 +7,7 @@
   moment leaves the previous good state. A damaged state is reported with what
   to do (`ResumeStateError`) instead of a crash, and the backup stays after
   `fit` until the run directory removes it (`RunDir.finish`).
+- `RunLog`: Keras' CSVLogger, naming its file when a write fails.
 - `BestCheckpoint`: Keras' ModelCheckpoint(save_best_only=True) written
   atomically, its best value kept across resumes.
 
@@ -15,12 +16,12 @@ Public Keras APIs only: `fit(initial_epoch=...)` resumes, `save_weights`,
 """
 
 import math
-import os
 import time
 from pathlib import Path
 
 import keras
 
+from zoo import atomic
 from zoo.training import rundir
 
 STATE = "state.json"
@@ -50,6 +51,24 @@ class EpochStats(keras.callbacks.Callback):
         logs["epoch_seconds"] = end - self._start
         logs["train_images_per_sec"] = self.num_train / train_seconds
         logs["lr"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+
+class RunLog(keras.callbacks.CSVLogger):
+    """Keras' CSVLogger appending to `path` (a resumed run continues its log,
+    trimmed by `RunDir.trim_log`), naming the file when a write fails (a full
+    disk: the stream's error names none)."""
+
+    def __init__(self, path):
+        super().__init__(str(path), append=True)
+
+    def on_epoch_end(self, epoch, logs=None):
+        try:
+            super().on_epoch_end(epoch, logs)
+        except OSError as error:
+            named = atomic.naming(error, self.filename)
+            if named is error:
+                raise
+            raise named from error
 
 
 class RunBackup(keras.callbacks.Callback):
@@ -95,13 +114,8 @@ class RunBackup(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self.directory.mkdir(parents=True, exist_ok=True)
         name = f"epoch_{epoch + 1}.weights.h5"
-        # Keras wants the suffix .weights.h5, so the temporary name keeps it.
-        tmp = self.directory / f"tmp{os.getpid()}_{name}"
-        try:
+        with atomic.atomic_path(self.directory / name) as tmp:
             self.model.save_weights(tmp)
-            os.replace(tmp, self.directory / name)
-        finally:
-            tmp.unlink(missing_ok=True)
         rundir.write_json(self.directory / STATE, {"epoch": epoch + 1, "weights": name})
         for old in self.directory.glob("epoch_*.weights.h5"):
             if old.name != name:

@@ -6,7 +6,7 @@ so the schema lives in one place.
 """
 
 import dataclasses
-from pathlib import Path
+import typing
 
 import keras
 
@@ -14,7 +14,7 @@ import ensembles
 import zoo
 from augment import datasets, pipelines, transforms
 from augment import tta as augment_tta
-from ensembles import averaging, distill, snapshot
+from ensembles import distill
 from zoo import pretrained, resolve
 from zoo.training import distribute
 
@@ -22,13 +22,17 @@ OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adam
 SCHEDULES = ("constant", "step", "exponential", "cosine", "cosine_restarts")
 JIT_CHOICES = ("auto", "on", "off")
 ENSEMBLES = ("independent", "snapshot")
-CALIBRATIONS = ("temperature",)
 TUPLE_FIELDS = ("lr_milestones", "classes")  # JSON has lists; the config keeps tuples
 
 
 @dataclasses.dataclass
 class TrainConfig:
-    """Every setting of a training run; units are in the comments."""
+    """Every setting of a training run; units are in the comments.
+
+    `checks`: functions `check(config)` that `validate` runs too; the training
+    methods add theirs (`zoo.training.methods`)."""
+
+    checks: typing.ClassVar[list] = []
 
     model: str = "lenet5"
     dataset: str = "mnist"
@@ -58,7 +62,8 @@ class TrainConfig:
     weights: str | None = None             # ImageNet weights: keras, torchvision or a file
     image_size: int | None = None          # zero-pad (with weights: resize) images to this side;
                                            # folder/tfrecord: the crop side (pixels)
-    train_transform: str | None = None     # folder/tfrecord: augment.transforms.TRAIN (None: inception)
+    train_transform: str | None = None     # folder/tfrecord: augment.transforms.TRAIN
+                                           # (None: the recipe's, else inception)
     eval_transform: str | None = None      # folder/tfrecord: augment.transforms.EVAL (None: center)
     data_cache: str | None = None          # folder/tfrecord: "memory" or a directory
     data_service: str | None = None        # folder/tfrecord: a tf.data service, grpc://HOST:PORT
@@ -139,7 +144,8 @@ class TrainConfig:
                 f"'device' under KERAS_BACKEND={keras.backend.backend()} (the tf.data "
                 "pipeline runs the augmentation with the TensorFlow backend)"))
         for name in ("epochs", "batch_size", "seed"):
-            resolve.check_positive_int(name, getattr(self, name), minimum=0 if name == "seed" else 1)
+            resolve.check_positive_int(name, getattr(self, name),
+                                       minimum=0 if name == "seed" else 1)
         for name in ("limit_train", "limit_test", "image_size", "early_stopping"):
             if getattr(self, name) is not None:
                 resolve.check_positive_int(name, getattr(self, name))
@@ -155,7 +161,8 @@ class TrainConfig:
             raise resolve.bad_option("warmup_epochs", self.warmup_epochs,
                                      f"fewer than epochs={self.epochs}")
         milestones = list(self.lr_milestones)
-        if any(not 0 < m < self.epochs for m in milestones) or milestones != sorted(set(milestones)):
+        if any(not 0 < m < self.epochs for m in milestones) \
+                or milestones != sorted(set(milestones)):
             raise resolve.bad_option("lr_milestones", self.lr_milestones,
                                      f"increasing epochs between 0 and epochs={self.epochs}")
         if self.schedule == "step" and not milestones:
@@ -183,64 +190,13 @@ class TrainConfig:
                                      "None with data_service (the service's workers read)")
 
     def _validate_averaging(self):
+        """The fields every method shares; each method checks its own
+        (`zoo.training.methods`, through `checks`)."""
         if self.ensemble is not None:
             resolve.check_choice("ensemble", self.ensemble, ENSEMBLES)
         resolve.check_positive_int("members", self.members)
         resolve.check_choice("ensemble_method", self.ensemble_method, ensembles.METHODS)
-        if self.ensemble == "snapshot":
-            snapshot.check_cycles(self.epochs, self.members, self.keep)
-            if self.swa_start is not None:
-                raise resolve.bad_option("swa_start", self.swa_start,
-                                         "None with ensemble='snapshot' (both set the schedule)")
-            if self.warmup_epochs:
-                raise resolve.bad_option("warmup_epochs", self.warmup_epochs,
-                                         "0 with ensemble='snapshot' (cycles start at the top)")
-        elif self.keep is not None:
-            raise resolve.bad_option("keep", self.keep, "None unless ensemble='snapshot'")
-        if self.member_index is not None:
-            if self.ensemble != "independent":
-                raise resolve.bad_option("member_index", self.member_index,
-                                         "None unless ensemble='independent'")
-            resolve.check_positive_int("member_index", self.member_index, minimum=0)
-            if self.member_index >= self.members:
-                raise resolve.bad_option("member_index", self.member_index,
-                                         f"an index below members={self.members}")
-        if self.ema is not None:
-            averaging.check_decay(self.ema)
-            if self.swa_start is not None:
-                raise resolve.bad_option("swa_start", self.swa_start,
-                                         "None with ema (choose one kind of weight averaging)")
-        if self.swa_start is not None:
-            resolve.check_positive_int("swa_start", self.swa_start)
-            if self.swa_start > self.epochs:
-                raise resolve.bad_option("swa_start", self.swa_start,
-                                         f"an epoch between 1 and epochs={self.epochs}")
-        if self.swa_lr is not None:
-            if self.swa_start is None:
-                raise resolve.bad_option("swa_lr", self.swa_lr, "None unless swa_start is set")
-            resolve.check_number("swa_lr", self.swa_lr, low=0.0, low_open=True)
         if self.init_seed is not None:
             resolve.check_positive_int("init_seed", self.init_seed, minimum=0)
-        if self.calibrate is not None:
-            resolve.check_choice("calibrate", self.calibrate, CALIBRATIONS)
-            if not self.val_split:
-                raise resolve.bad_option("calibrate", self.calibrate,
-                                         "None when val_split=0 (the temperature is fitted on "
-                                         "the validation split)")
-        if self.distill_from is not None:
-            path = Path(self.distill_from)
-            if path.suffix != ".keras" or not path.is_file():
-                raise resolve.bad_option("distill_from", self.distill_from,
-                                         "an existing .keras file (a trained model or ensemble)")
-            distill.check_settings(self.distill_temperature, self.distill_hard_weight)
-            if self.augment_device == "device":
-                raise resolve.bad_option("augment_device", "device", (
-                    "'host' with distill_from (the teacher runs on each augmented batch "
-                    "the tf.data pipeline makes)"))
-            if self.ensemble is not None:
-                raise resolve.bad_option("ensemble", self.ensemble,
-                                         "None with distill_from (one student is trained)")
-            if self.label_smoothing:
-                raise resolve.bad_option("label_smoothing", self.label_smoothing, (
-                    "0 with distill_from (the teacher's softened probabilities are the soft "
-                    "targets; distill_hard_weight sets the labels' share)"))
+        for check in self.checks:
+            check(self)

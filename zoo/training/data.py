@@ -83,7 +83,8 @@ def prepare_data(config, min_size=None):
                              class_names=class_names, dataset=ds.name, classes=config.classes)
 
     def onehot(y):
-        return None if y is None else keras.utils.to_categorical(y, ds.num_classes).astype("float32")
+        return None if y is None else keras.utils.to_categorical(y,
+                                                                 ds.num_classes).astype("float32")
 
     return {
         "x_train": x_train, "y_train": onehot(y_train),
@@ -125,7 +126,8 @@ def prepare_stream(config, ds):
         mean, std = stats["mean"], stats["std"]
     else:
         mean, std = stream_stats(streams.Stream(train, transform=eval_transform, **common))
-    contract = InputContract((size, size, 3), mean, std, fit=transforms.CONTRACT_FIT[eval_transform],
+    contract = InputContract((size, size, 3), mean, std,
+                             fit=transforms.CONTRACT_FIT[eval_transform],
                              class_names=ds.class_names, dataset=ds.name, classes=config.classes)
     return {
         "x_train": x_train, "y_train": None, "x_val": x_val, "y_val": None,

@@ -47,7 +47,8 @@ from pathlib import Path
 
 import keras
 
-from zoo import compat, resolve
+from zoo import resolve
+from zoo.training import compat
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("none", "mirrored", "multiworker")

@@ -7,12 +7,12 @@
 - Schedules, updated every step: constant, step decay at milestones,
   exponential decay, cosine decay (Loshchilov & Hutter 2017) and cosine with
   warm restarts (SGDR), optionally after a linear warmup (Goyal et al. 2017);
-  snapshot-ensemble cycles and the SWA constant rate come from `ensembles`.
+  the training methods change them (snapshot cycles, SWA's constant rate, EMA
+  of the weights: `zoo.training.methods`).
 """
 
 import keras
 
-import ensembles
 from zoo import resolve
 from zoo.training.config import OPTIMIZERS
 
@@ -52,11 +52,7 @@ def make_schedule(config, steps_per_epoch):
     warmup_steps = int(round(config.warmup_epochs * steps_per_epoch))
     decay_steps = max(1, config.epochs * steps_per_epoch - warmup_steps)
     s = keras.optimizers.schedules
-    if config.ensemble == "snapshot":
-        # Huang et al. 2017: M cosine cycles, restarted every epochs/M epochs; the
-        # ensembles.CyclicCosine callback sets the rate before every step.
-        schedule = config.lr
-    elif config.schedule == "constant":
+    if config.schedule == "constant":
         schedule = config.lr
     elif config.schedule == "step":
         # PiecewiseConstantDecay switches after a boundary; the new lr starts at the milestone.
@@ -74,10 +70,6 @@ def make_schedule(config, steps_per_epoch):
         if isinstance(schedule, float):
             schedule = s.PiecewiseConstantDecay([0], [schedule, schedule])
         schedule = LinearWarmup(schedule, warmup_steps)
-    if config.swa_lr is not None:
-        # Izmailov et al. 2018: the usual schedule, then a constant SWA rate.
-        schedule = ensembles.SWASchedule(schedule, (config.swa_start - 1) * steps_per_epoch,
-                                         config.swa_lr)
     return schedule
 
 
@@ -102,12 +94,14 @@ def optimizer_by_name(name, learning_rate, momentum=0.9, weight_decay=None):
     return optimizer
 
 
-def make_optimizer(config, steps_per_epoch):
-    """The config's optimizer with its schedule (and EMA of the weights with `ema`)."""
-    optimizer = optimizer_by_name(config.optimizer, make_schedule(config, steps_per_epoch),
-                                  config.momentum, config.weight_decay)
-    if config.ema:
-        optimizer = ensembles.ema_optimizer(optimizer, config.ema)
-        if config.weight_decay:
-            optimizer.exclude_from_weight_decay(var_names=NO_DECAY)
-    return optimizer
+def make_optimizer(config, steps_per_epoch, methods=None):
+    """The config's optimizer with its schedule; `methods` (the module
+    `zoo.training.methods`, or anything with its `schedule` and `optimizer`)
+    lets the run's training methods change both (snapshot cycles, SWA's
+    constant rate, EMA of the weights)."""
+    schedule = make_schedule(config, steps_per_epoch)
+    if methods is not None:
+        schedule = methods.schedule(config, schedule, steps_per_epoch)
+    optimizer = optimizer_by_name(config.optimizer, schedule, config.momentum,
+                                  config.weight_decay)
+    return optimizer if methods is None else methods.optimizer(config, optimizer)

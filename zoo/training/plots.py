@@ -1,8 +1,9 @@
 """Plots of a run, written as PNG files atomically (matplotlib, Agg backend)."""
 
 import math
-import os
 from pathlib import Path
+
+from zoo import atomic
 
 
 def pyplot():
@@ -19,13 +20,11 @@ def save_figure(fig, path, dpi=100):
     """Writes `fig` to `path` through a temporary file, then closes it."""
     plt = pyplot()
     path = Path(path)
-    tmp = path.with_name(f".tmp{os.getpid()}_{path.name}")
     try:
-        fig.savefig(tmp, dpi=dpi, format="png")
-        os.replace(tmp, path)
+        with atomic.atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, format="png")
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)
     return path
 
 

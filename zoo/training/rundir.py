@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from augment import datasets
-from zoo import resolve
+from zoo import atomic, resolve
 from zoo.training import plots
 from zoo.training.config import TrainConfig
 
@@ -72,22 +72,9 @@ class RunDirError(RuntimeError):
     """The run directory cannot be used as asked; the message says what to do."""
 
 
-def temporary_path(path):
-    """A sibling of `path` to write before renaming into place; unique per
-    process, so two writers never share a temporary file."""
-    path = Path(path)
-    return path.with_name(f".tmp{os.getpid()}_{path.name}")
-
-
 def write_json(path, payload):
     """Writes JSON atomically: a reader never sees a half-written file."""
-    path = Path(path)
-    tmp = temporary_path(path)
-    try:
-        tmp.write_text(json.dumps(payload, indent=2, default=_json_default) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic.write_json(path, payload, default=_json_default)
 
 
 def read_json(path):
@@ -109,13 +96,8 @@ def save_model(model, path):
         from zoo.contract import model_input_shape
 
         model(np.zeros((1, *model_input_shape(model)), "uint8"))
-    path = Path(path)
-    tmp = temporary_path(path)
-    try:
+    with atomic.atomic_path(path) as tmp:
         model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 # Models written before they carried their input contract are upgraded once
@@ -310,8 +292,19 @@ class RunDir:
                 target.unlink()
         for member in self.path.glob("member_*"):
             shutil.rmtree(member) if member.is_dir() else member.unlink()
-        for tmp in self.path.glob(".tmp*"):
-            tmp.unlink(missing_ok=True)
+        self.remove_temporaries()
+
+    def remove_temporaries(self):
+        """Deletes the half-written files a killed process left (`zoo.atomic`);
+        call it holding `lock`, so no writer is using them."""
+        pattern = f"{atomic.TEMPORARY_PREFIX}*"
+        found = list(self.path.glob(pattern))
+        for folder in (CHECKPOINTS, SNAPSHOTS, BACKUP, "member_*"):
+            for inner in self.path.glob(folder):
+                found += inner.rglob(pattern) if inner.is_dir() else []
+        for tmp in found:
+            if tmp.is_file():
+                tmp.unlink(missing_ok=True)
 
     def check_start(self, overwrite=False):
         """Raises when a run cannot start here; reads only, so it can run before
@@ -331,6 +324,7 @@ class RunDir:
         self.check_start(overwrite)
         if overwrite:
             self.clear()
+        self.remove_temporaries()
         self.create()
         return self.has_resume_state()
 
@@ -405,10 +399,8 @@ class RunDir:
         header, body = rows[0], rows[1:]
         kept = [r for r in body if len(r) == len(header) and r[0].isdigit()
                 and int(r[0]) < epochs]
-        tmp = temporary_path(self.log_path)
-        with open(tmp, "w", newline="") as f:
+        with atomic.atomic_path(self.log_path) as tmp, open(tmp, "w", newline="") as f:
             csv.writer(f).writerows([header, *kept])
-        os.replace(tmp, self.log_path)
 
     # === Artifacts ===
 

@@ -46,7 +46,7 @@ def require(package, feature):
         raise RuntimeError(
             f"{feature} relies on private {package} internals tested with {package}{span}; "
             f"{package} {version} is installed. Install '{package}{span}' to use it "
-            "(zoo/compat.py is the place to update for a new release).")
+            "(zoo/training/compat.py is the place to update for a new release).")
     return version
 
 
